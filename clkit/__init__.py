@@ -2,36 +2,32 @@
 
 Modules are concepts: ``device`` and ``scale`` (where and how big), ``claims`` (the book's checked
 numbers), ``stats`` (Monte Carlo), ``mixtures`` (data models), ``losses`` (contrastive losses),
-``style`` (figures), and one module per paper for its closed forms and bounds.
+``subspaces`` (linear algebra on subspaces), ``style`` (figures), and one module per paper for its
+closed forms and bounds (``projection``, ``fisher``, ``alpha_cl``, ``arcl``, ``generalization``).
+Every public name of every module (its ``__all__``) is re-exported here.
 """
 
-from .claims import Claim, ClaimFailure, Claims, claims_directory
-from .device import DEFAULT_DTYPE, as_tensor, default_device, make_generator
-from .losses import info_nce
-from .mixtures import GaussianMixture
-from .scale import SCALES, by_scale, scale_profile
-from .stats import MonteCarloEstimate, monte_carlo_mean
-from .style import PALETTE, figure_size, use_style
+from . import claims, device, losses, mixtures, scale, stats, style, projection, subspaces, fisher, alpha_cl, arcl, generalization
+from .claims import *  # noqa: F401,F403
+from .device import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .mixtures import *  # noqa: F401,F403
+from .scale import *  # noqa: F401,F403
+from .stats import *  # noqa: F401,F403
+from .style import *  # noqa: F401,F403
+from .projection import *  # noqa: F401,F403
+from .subspaces import *  # noqa: F401,F403
+from .fisher import *  # noqa: F401,F403
+from .alpha_cl import *  # noqa: F401,F403
+from .arcl import *  # noqa: F401,F403
+from .generalization import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Claim",
-    "ClaimFailure",
-    "Claims",
-    "claims_directory",
-    "DEFAULT_DTYPE",
-    "as_tensor",
-    "default_device",
-    "make_generator",
-    "info_nce",
-    "GaussianMixture",
-    "SCALES",
-    "by_scale",
-    "scale_profile",
-    "MonteCarloEstimate",
-    "monte_carlo_mean",
-    "PALETTE",
-    "figure_size",
-    "use_style",
-]
+__all__ = sorted(
+    name
+    for module in (
+        claims, device, losses, mixtures, scale, stats, style, projection, subspaces, fisher, alpha_cl, arcl, generalization,
+    )
+    for name in module.__all__
+)

@@ -22,16 +22,20 @@ fi
 pip=("$venv/bin/python" -m pip)
 
 # torch: keep any torch already there; otherwise take the CPU build when there is no GPU, so that a
-# CPU machine never downloads the multi-GB CUDA wheels. A locally provided wheel (pip's find-links)
-# is preferred; otherwise PyTorch's CPU index is used.
+# CPU machine never downloads the multi-GB CUDA wheels. A locally provided wheel
+# (pip's find-links) is preferred; otherwise PyTorch's CPU index is used.
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo ">> GPU found: installing torch with CUDA support"
     "${pip[@]}" install "torch>=2.2"
   else
     echo ">> no GPU: installing the CPU build of torch"
-    "${pip[@]}" install --no-index "torch==${CLBOOK_TORCH_VERSION:-2.13.0}" 2>/dev/null \
-      || "${pip[@]}" install "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu
+    version="${CLBOOK_TORCH_VERSION:-2.13.0}"
+    if "${pip[@]}" download --quiet --no-index --no-deps "torch==$version" -d "$(mktemp -d)" >/dev/null 2>&1; then
+      "${pip[@]}" install "torch==$version"   # a CPU wheel provided locally (pip's find-links)
+    else
+      "${pip[@]}" install "torch>=2.2" --index-url https://download.pytorch.org/whl/cpu
+    fi
   fi
 fi
 

@@ -1,0 +1,5 @@
+"""Huang et al. (2023): (sigma, delta)-augmentation, alignment, divergence, Theorem 1 bound."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
