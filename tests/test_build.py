@@ -17,6 +17,10 @@ JB = [str(Path(sys.executable).with_name("jupyter-book")), "build"]
 
 CHAPTER = """\
 ---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
 kernelspec:
   display_name: Python 3
   language: python
