@@ -1,5 +1,338 @@
-"""Zhao et al. (2023), ArCL: the alignment counter-example and the augmentation-robust loss."""
+"""Zhao et al. (2023), ArCL: the alignment counter-example and the augmentation-robust loss.
+
+The model of Example 1 of :cite:`zhao2023arcl` (stated on W. Huang's slides, Dec 2023): inputs
+:math:`X=(X_1,X_2)\\sim\\mathcal N(0,I_2)`, label :math:`Y=\\mathbb 1(X_1\\ge 0)`, augmentations
+:math:`A_\\theta(x)=(x_1,\\theta x_2)`. Representations are linear and one-dimensional,
+:math:`f_w(x)=w_1x_1+w_2x_2`; the *domain* :math:`\\mathcal D_c` is the law of :math:`(A_c X, Y)` for
+one fixed augmentation strength :math:`c`. Everything here is exact (closed forms, Owen's
+:math:`T` function, Gauss–Legendre quadrature); the chapter ``05_arcl`` checks it by simulation.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+
+import numpy as np
+import torch
+from scipy.special import ndtr, owens_t
+
+from ._validation import check_finite, check_nonnegative, check_positive, check_shape
+from .device import DEFAULT_DTYPE, default_device
+
+__all__ = [
+    "sample_example_data",
+    "augment",
+    "counterexample_weights",
+    "linear_representation",
+    "alignment_loss",
+    "ar_loss",
+    "ar_first_moment",
+    "head_risk",
+    "domain_risk",
+    "logistic_domain_risk",
+    "fit_logistic_heads",
+]
+
+
+def _check_weights(weights: torch.Tensor) -> torch.Tensor:
+    check_shape("weights", weights, (2,))
+    return check_finite("weights", weights)
+
+
+def sample_example_data(
+    n: int, generator: torch.Generator, *, dtype: torch.dtype = DEFAULT_DTYPE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Draw ``n`` pairs of Example 1: :math:`X\sim\mathcal N(0,I_2)`, :math:`Y=\mathbb 1(X_1\ge0)`.
+
+    Source: Zhao et al. (2023), Example 1. Returns ``x`` of shape ``(n, 2)`` and ``y`` of shape
+    ``(n,)`` (``torch.long``), on the generator's device. Raises ``ValueError`` unless ``n`` is a
+    positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    x = torch.randn(n, 2, dtype=dtype, device=generator.device, generator=generator)
+    return x, (x[:, 0] >= 0).long()
+
+
+def augment(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
+    r"""The augmentation :math:`A_\theta(x) = (x_1, \theta x_2)` of Example 1 (Zhao et al., 2023).
+
+    ``x`` has shape ``(..., 2)``; ``theta`` is a scalar or a tensor broadcastable to ``x.shape[:-1]``
+    (one strength per input). Returns a tensor of the broadcast shape ``(..., 2)``. Raises
+    ``ValueError`` if the last dimension of ``x`` is not 2 or ``theta`` is not finite.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != 2:
+        raise ValueError(f"x must be a tensor of shape (..., 2), got {getattr(x, 'shape', type(x))}")
+    theta = torch.as_tensor(theta, dtype=x.dtype, device=x.device)
+    check_finite("theta", theta)
+    x1, x2 = torch.broadcast_tensors(x[..., 0], theta * x[..., 1])
+    return torch.stack([x1, x2], dim=-1)
+
+
+def counterexample_weights(
+    epsilon: float, *, dtype: torch.dtype = DEFAULT_DTYPE, device: torch.device | str | None = None
+) -> torch.Tensor:
+    r"""Weights of the counter-example representation :math:`f_\varepsilon(x)=x_1+\tfrac{\sqrt\varepsilon}{2}x_2`.
+
+    Source: Zhao et al. (2023), proof of Example 1. Returns :math:`w=(1,\sqrt\varepsilon/2)`, shape
+    ``(2,)``, on ``device`` (default: :func:`clkit.default_device`). Raises ``ValueError`` naming
+    ``epsilon`` unless :math:`\varepsilon>0` is finite.
+    """
+    eps = check_positive("epsilon", epsilon)
+    device = device if device is not None else default_device()
+    return torch.tensor([1.0, math.sqrt(eps) / 2.0], dtype=dtype, device=device)
+
+
+def linear_representation(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    r"""The one-dimensional representation :math:`f_w(x) = w_1 x_1 + w_2 x_2`.
+
+    ``x`` has shape ``(..., 2)``, ``weights`` shape ``(2,)``; returns shape ``(...)``. Raises
+    ``ValueError`` for other shapes.
+    """
+    _check_weights(weights)
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != 2:
+        raise ValueError(f"x must be a tensor of shape (..., 2), got {getattr(x, 'shape', type(x))}")
+    return x @ weights.to(dtype=x.dtype, device=x.device)
+
+
+def alignment_loss(weights: torch.Tensor, theta_variance: float = 1.0) -> torch.Tensor:
+    r"""Exact alignment loss of :math:`f_w` under i.i.d. strengths :math:`\theta_1,\theta_2\sim\pi`.
+
+    .. math::
+        \mathcal L_{\mathrm{align}}(f_w) = \mathbb E_X\mathbb E_{\theta_1,\theta_2}
+        \big(f_w(A_{\theta_1}X)-f_w(A_{\theta_2}X)\big)^2
+        = w_2^2\,\mathbb E X_2^2\,\mathbb E(\theta_1-\theta_2)^2 = 2\,w_2^2\operatorname{Var}_\pi(\theta).
+
+    Source: Zhao et al. (2023), proof of Example 1 (there :math:`\pi=\mathcal N(0,1)`, so
+    :math:`\operatorname{Var}_\pi\theta=1` and :math:`\mathcal L_{\mathrm{align}}(f_\varepsilon)=\varepsilon/2`).
+    Returns a 0-d tensor. Raises ``ValueError`` for bad ``weights`` or a negative ``theta_variance``.
+    """
+    _check_weights(weights)
+    var = check_nonnegative("theta_variance", theta_variance)
+    return 2.0 * var * weights[1] ** 2
+
+
+def _theta_range(theta_range: tuple[float, float]) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in theta_range)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"theta_range must be a pair (low, high), got {theta_range!r}") from err
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise ValueError(f"theta_range must satisfy low <= high, got {theta_range!r}")
+    return lo, hi
+
+
+def ar_loss(weights: torch.Tensor, theta_range: tuple[float, float]) -> torch.Tensor:
+    r"""Exact augmentation-robust loss of :math:`f_w` over the family :math:`\{A_\theta:\theta\in[\theta_-,\theta_+]\}`.
+
+    .. math::
+        \mathcal L_{AR}(f_w) = \mathbb E_X \sup_{\theta_1,\theta_2}\big(f_w(A_{\theta_1}X)-f_w(A_{\theta_2}X)\big)^2
+        = w_2^2\,(\theta_+-\theta_-)^2\,\mathbb E X_2^2 = (\theta_+-\theta_-)^2 w_2^2 .
+
+    Source: the definition of :math:`\mathcal L_{AR}` in Zhao et al. (2023) (slides: "Augmentation-Robust
+    Loss"). An unbounded family (an infinite end, e.g. the support of :math:`\mathcal N(0,1)`) gives
+    :math:`+\infty` unless :math:`w_2=0`. Returns a 0-d tensor. Raises ``ValueError`` for bad
+    ``weights`` or a ``theta_range`` that is not a pair with low <= high.
+    """
+    _check_weights(weights)
+    lo, hi = _theta_range(theta_range)
+    if weights[1] == 0:
+        return torch.zeros((), dtype=weights.dtype, device=weights.device)
+    return (hi - lo) ** 2 * weights[1] ** 2
+
+
+def ar_first_moment(weights: torch.Tensor, theta_range: tuple[float, float]) -> torch.Tensor:
+    r"""First-moment version :math:`\mathbb E_X\sup_{\theta_1,\theta_2}|f_w(A_{\theta_1}X)-f_w(A_{\theta_2}X)|`.
+
+    .. math::
+        \mathbb E_X\sup_{\theta_1,\theta_2}|f_w(A_{\theta_1}X)-f_w(A_{\theta_2}X)| = (\theta_+-\theta_-)\,|w_2|\,\sqrt{2/\pi}
+        \;\le\; \sqrt{\mathcal L_{AR}(f_w)} \quad\text{(Jensen)} .
+
+    This is the quantity a Lipschitz-loss argument produces (book's reconstruction of Theorem 2 of
+    Zhao et al., 2023; see chapter ``05_arcl``). Returns a 0-d tensor; raises like :func:`ar_loss`.
+    """
+    _check_weights(weights)
+    lo, hi = _theta_range(theta_range)
+    if weights[1] == 0:
+        return torch.zeros((), dtype=weights.dtype, device=weights.device)
+    return (hi - lo) * weights[1].abs() * math.sqrt(2.0 / math.pi)
+
+
+def _orthant_below(k: np.ndarray, a_coef: np.ndarray, s_abs: np.ndarray) -> np.ndarray:
+    r""":math:`\mathbb P(X_1<0,\ Z<k\sigma)` for :math:`Z=aX_1+sX_2`, :math:`\sigma^2=a^2+s^2`, via Owen's T.
+
+    With :math:`\rho=a/\sigma`, :math:`\Phi_2(0,k;\rho)=\tfrac12\Phi(k)+T\big(k,\rho/\sqrt{1-\rho^2}\big)`
+    (Owen, 1956), and :math:`\rho/\sqrt{1-\rho^2}=a/|s|`.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(s_abs > 0, a_coef / np.where(s_abs > 0, s_abs, 1.0), np.sign(a_coef) * np.inf)
+    return 0.5 * ndtr(k) + owens_t(k, slope)
+
+
+def head_risk(
+    weights: torch.Tensor, c: torch.Tensor | float, h: torch.Tensor | float, b: torch.Tensor | float
+) -> torch.Tensor:
+    r"""Exact 0-1 risk of the linear head :math:`x\mapsto\mathbb 1\big(h f_w(x)+b\ge0\big)` on the domain :math:`\mathcal D_c`.
+
+    On :math:`\mathcal D_c` the feature is :math:`Z=f_w(A_cX)=aX_1+sX_2` with :math:`a=w_1`,
+    :math:`s=c\,w_2`, :math:`\sigma^2=a^2+s^2`. For :math:`h>0` the head predicts 1 iff :math:`Z\ge t`,
+    :math:`t=-b/h`, and
+
+    .. math::
+        r_+(t) = \mathbb P(Y=0, Z\ge t)+\mathbb P(Y=1,Z<t) = \tfrac12+\Phi(t/\sigma)-2\,\Phi_2(0,t/\sigma;a/\sigma),
+
+    for :math:`h<0` the risk is :math:`1-r_+(t)`, and for :math:`h=0` (or :math:`\sigma=0`) it is
+    :math:`\tfrac12`. :math:`\Phi_2(0,k;\rho)` is computed with Owen's :math:`T` function (scipy).
+    Source: the risk :math:`\mathcal R(h\circ f;\mathcal D)` of Zhao et al. (2023) with the 0-1 loss
+    of their proof of Example 1. ``c``, ``h``, ``b`` broadcast together; returns their broadcast shape
+    on the device of ``weights``. Raises ``ValueError`` for bad ``weights`` or non-finite arguments.
+    """
+    _check_weights(weights)
+    args = [torch.as_tensor(v, dtype=weights.dtype, device=weights.device) for v in (c, h, b)]
+    for name, value in zip(("c", "h", "b"), args):
+        check_finite(name, value)
+    c_t, h_t, b_t = torch.broadcast_tensors(*args)
+    c_n, h_n, b_n = (v.detach().cpu().numpy() for v in (c_t, h_t, b_t))
+    a_coef = float(weights[0])
+    s = c_n * float(weights[1])
+    sigma = np.sqrt(a_coef**2 + s**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(h_n != 0, -b_n / np.where(h_n != 0, h_n, 1.0), 0.0)
+        k = np.where(sigma > 0, t / np.where(sigma > 0, sigma, 1.0), 0.0)
+    r_plus = 0.5 + ndtr(k) - 2.0 * _orthant_below(k, np.full_like(k, a_coef), np.abs(s))
+    risk = np.where(h_n > 0, r_plus, 1.0 - r_plus)
+    risk = np.where((h_n == 0) | (sigma == 0), 0.5, risk)
+    return torch.as_tensor(risk, dtype=weights.dtype, device=weights.device)
+
+
+def domain_risk(weights: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
+    r"""Exact risk :math:`\mathcal R(f_w;\mathcal D_c)=\min_{h,b}` of the 0-1 loss, minimised over linear heads with bias.
+
+    .. math::
+        \mathcal R(f_w;\mathcal D_c) = \frac{1}{\pi}\arctan\frac{|c\,w_2|}{|w_1|}
+        = \frac{\arccos|\rho|}{\pi},\qquad \rho=\operatorname{corr}(X_1, f_w(A_cX)),
+
+    attained by :math:`t=-b/h=0` with :math:`\operatorname{sign}h=\operatorname{sign}w_1` (chapter
+    ``05_arcl``, Lemma "optimal head"); :math:`\tfrac12` when :math:`w_1=0`. For
+    :math:`f_\varepsilon` at :math:`c=2/\sqrt\varepsilon` it is :math:`\arctan(1)/\pi=1/4`
+    (Zhao et al., 2023, proof of Example 1). ``c`` is a scalar or tensor; returns its shape on the
+    device of ``weights``. Raises ``ValueError`` for bad ``weights`` or non-finite ``c``.
+    """
+    _check_weights(weights)
+    c_t = check_finite("c", torch.as_tensor(c, dtype=weights.dtype, device=weights.device))
+    return torch.atan2((c_t * weights[1]).abs(), weights[0].abs().expand_as(c_t)) / math.pi
+
+
+def _half_line_rule(n_nodes: int, cutoff: float, dtype: torch.dtype, device: torch.device):
+    nodes, wts = np.polynomial.legendre.leggauss(n_nodes)
+    u = torch.as_tensor(cutoff * (nodes + 1.0) / 2.0, dtype=dtype, device=device)
+    w = torch.as_tensor(cutoff * wts / 2.0, dtype=dtype, device=device)
+    return u, w * torch.exp(-0.5 * u**2) / math.sqrt(2.0 * math.pi)
+
+
+def _quadrature_grid(n_nodes: int, cutoff: float, dtype: torch.dtype, device: torch.device):
+    # X1 is split at 0 (the label jumps there); X2 is integrated over [-cutoff, cutoff].
+    u, wu = _half_line_rule(n_nodes, cutoff, dtype, device)
+    x1 = torch.cat([-u, u])
+    y_sign = torch.cat([-torch.ones_like(u), torch.ones_like(u)])
+    w1 = torch.cat([wu, wu])
+    x2 = torch.cat([-u.flip(0), u])
+    w2 = torch.cat([wu.flip(0), wu])
+    return x1, y_sign, w1, x2, w2
+
+
+def logistic_domain_risk(
+    weights: torch.Tensor,
+    theta: torch.Tensor | float,
+    h: torch.Tensor | float,
+    b: torch.Tensor | float,
+    *,
+    n_nodes: int = 96,
+    cutoff: float = 10.0,
+) -> torch.Tensor:
+    r"""Logistic risk of the head :math:`(h,b)` on the domain :math:`\mathcal D_\theta`, by quadrature.
+
+    .. math::
+        \mathcal R_\theta(h,b) = \mathbb E\,\log\big(1+e^{-\tilde Y\,(h f_w(A_\theta X)+b)}\big),
+        \qquad \tilde Y = 2Y-1 = \operatorname{sign}X_1 .
+
+    The loss is 1-Lipschitz in the score, the :math:`c=1` of Theorem 2 of Zhao et al. (2023).
+    Gauss–Legendre with ``n_nodes`` nodes on each of :math:`X_1\in[-L,0]`, :math:`[0,L]` and
+    :math:`X_2\in[-L,0]`, :math:`[0,L]`, :math:`L=` ``cutoff`` (the Gaussian mass beyond is below
+    :math:`10^{-22}` for :math:`L=10`). ``theta``, ``h``, ``b`` broadcast; returns their broadcast
+    shape (differentiable in ``h``, ``b`` and ``weights``). Raises ``ValueError`` for bad ``weights``,
+    non-finite arguments or a non-positive ``n_nodes``/``cutoff``.
+    """
+    _check_weights(weights)
+    if isinstance(n_nodes, bool) or not isinstance(n_nodes, int) or n_nodes <= 0:
+        raise ValueError(f"n_nodes must be a positive int, got {n_nodes!r}")
+    cutoff = check_positive("cutoff", cutoff)
+    args = [torch.as_tensor(v, dtype=weights.dtype, device=weights.device) for v in (theta, h, b)]
+    for name, value in zip(("theta", "h", "b"), args):
+        check_finite(name, value)
+    theta_t, h_t, b_t = torch.broadcast_tensors(*args)
+    x1, y_sign, w1, x2, w2 = _quadrature_grid(n_nodes, cutoff, weights.dtype, weights.device)
+    z = weights[0] * x1[:, None] + weights[1] * theta_t[..., None, None] * x2[None, :]
+    margin = y_sign[:, None] * (h_t[..., None, None] * z + b_t[..., None, None])
+    loss = torch.nn.functional.softplus(-margin)
+    return torch.einsum("...ij,i,j->...", loss, w1, w2)
+
+
+def fit_logistic_heads(
+    weights: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    n_nodes: int = 96,
+    cutoff: float = 10.0,
+    grad_tol: float = 1e-11,
+    max_iter: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Minimise the logistic risk over linear heads with bias, :math:`(h_\theta,b_\theta)=\arg\min_{h,b}\mathcal R_\theta(h,b)`, one per domain.
+
+    Damped Newton on the convex risk of :func:`logistic_domain_risk`, with the exact gradient
+    :math:`\mathbb E[-\tilde Y\sigma(-\tilde Y m)(Z,1)]` and Hessian
+    :math:`\mathbb E[\sigma(m)\sigma(-m)(Z,1)(Z,1)^\top]` (:math:`m=hZ+b`), vectorised over the
+    strengths ``theta`` (shape ``(k,)``). The minimiser exists when :math:`\theta w_2\ne0` (the
+    classes then overlap); otherwise ``ValueError`` is raised (the risk decreases as
+    :math:`h\to\infty`), as it is for bad ``weights``. Returns ``(h, b)``, each of shape ``(k,)``.
+    Raises ``RuntimeError`` if the gradient norm does not fall below ``grad_tol``.
+    """
+    _check_weights(weights)
+    check_shape("theta", theta, (None,))
+    check_finite("theta", theta)
+    theta = theta.to(dtype=weights.dtype, device=weights.device)
+    if bool(((theta * weights[1]) == 0).any()):
+        raise ValueError("theta * weights[1] must be non-zero: a separable domain has no minimising head")
+    x1, y_sign, w1, x2, w2 = _quadrature_grid(n_nodes, cutoff, weights.dtype, weights.device)
+    quad_w = w1[:, None] * w2[None, :]
+    z = weights[0] * x1[:, None] + weights[1] * theta[:, None, None] * x2[None, :]
+    params = torch.zeros(theta.shape[0], 2, dtype=weights.dtype, device=weights.device)
+
+    def risk_of(p: torch.Tensor) -> torch.Tensor:
+        m = y_sign[:, None] * (p[:, 0, None, None] * z + p[:, 1, None, None])
+        return (torch.nn.functional.softplus(-m) * quad_w).sum((-2, -1))
+
+    for _ in range(max_iter):
+        m = params[:, 0, None, None] * z + params[:, 1, None, None]
+        weight_grad = -y_sign[:, None] * torch.sigmoid(-y_sign[:, None] * m) * quad_w
+        grad = torch.stack([(weight_grad * z).sum((-2, -1)), weight_grad.sum((-2, -1))], dim=-1)
+        if float(grad.norm(dim=-1).max()) < grad_tol:
+            return params[:, 0].clone(), params[:, 1].clone()
+        curv = torch.sigmoid(m) * torch.sigmoid(-m) * quad_w
+        hess = torch.stack(
+            [
+                torch.stack([(curv * z * z).sum((-2, -1)), (curv * z).sum((-2, -1))], -1),
+                torch.stack([(curv * z).sum((-2, -1)), curv.sum((-2, -1))], -1),
+            ],
+            -2,
+        )
+        step = torch.linalg.solve(hess, grad)
+        current = risk_of(params)
+        scale = torch.ones(theta.shape[0], 1, dtype=weights.dtype, device=weights.device)
+        for _ in range(30):  # backtracking: halve the step where the risk would not decrease
+            worse = risk_of(params - scale * step) > current + 64 * torch.finfo(current.dtype).eps * current.abs()
+            if not bool(worse.any()):
+                break
+            scale = torch.where(worse[:, None], scale / 2, scale)
+        params = params - scale * step
+    raise RuntimeError(f"Newton did not reach gradient norm {grad_tol:g} in {max_iter} iterations")

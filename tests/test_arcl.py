@@ -1,0 +1,219 @@
+"""clkit.arcl against independent computations: Monte Carlo, scipy, brute force and autograd."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from scipy.stats import multivariate_normal, norm
+
+import clkit
+
+DTYPE = torch.float64
+
+
+def _w(w1: float, w2: float) -> torch.Tensor:
+    return torch.tensor([w1, w2], dtype=DTYPE)
+
+
+def test_sample_example_data_is_deterministic_and_labels_are_sign_of_x1():
+    x_a, y_a = clkit.sample_example_data(1000, clkit.make_generator(3, "cpu"))
+    x_b, y_b = clkit.sample_example_data(1000, clkit.make_generator(3, "cpu"))
+    assert torch.equal(x_a, x_b) and torch.equal(y_a, y_b)
+    assert x_a.shape == (1000, 2) and x_a.dtype == DTYPE
+    assert torch.equal(y_a, (x_a[:, 0] >= 0).long())
+
+
+def test_augment_scales_only_the_second_coordinate_and_broadcasts():
+    x = torch.tensor([[1.0, 2.0], [-3.0, 4.0]], dtype=DTYPE)
+    out = clkit.augment(x, torch.tensor([0.5, -2.0], dtype=DTYPE))
+    assert torch.equal(out, torch.tensor([[1.0, 1.0], [-3.0, -8.0]], dtype=DTYPE))
+    grid = clkit.augment(x[:, None, :], torch.tensor([0.0, 1.0, 3.0], dtype=DTYPE))
+    assert grid.shape == (2, 3, 2)
+    assert torch.equal(grid[:, 1], x) and torch.equal(grid[:, 0, 1], torch.zeros(2, dtype=DTYPE))
+
+
+def test_linear_representation_equals_dot_product_loop():
+    x = torch.randn(5, 2, dtype=DTYPE, generator=clkit.make_generator(0, "cpu"))
+    w = _w(0.3, -1.2)
+    loop = torch.tensor([float(w[0] * r[0] + w[1] * r[1]) for r in x], dtype=DTYPE)
+    assert torch.allclose(clkit.linear_representation(x, w), loop, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, -0.1, math.nan, math.inf])
+def test_counterexample_weights_reject_nonpositive_or_nonfinite_epsilon(epsilon):
+    with pytest.raises(ValueError, match="epsilon"):
+        clkit.counterexample_weights(epsilon)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: clkit.alignment_loss(torch.ones(3, dtype=DTYPE)), "weights"),
+        (lambda: clkit.alignment_loss(_w(1, 1), theta_variance=-1.0), "theta_variance"),
+        (lambda: clkit.ar_loss(_w(1, 1), (2.0, 0.5)), "theta_range"),
+        (lambda: clkit.ar_loss(_w(1, 1), (0.0,)), "theta_range"),
+        (lambda: clkit.augment(torch.ones(4, 3, dtype=DTYPE), 1.0), "x"),
+        (lambda: clkit.augment(torch.ones(4, 2, dtype=DTYPE), math.nan), "theta"),
+        (lambda: clkit.linear_representation(torch.ones(4, 2, dtype=DTYPE), torch.ones(2, 2, dtype=DTYPE)), "weights"),
+        (lambda: clkit.head_risk(_w(1, 1), math.inf, 1.0, 0.0), "c"),
+        (lambda: clkit.domain_risk(_w(1, math.nan), 1.0), "weights"),
+        (lambda: clkit.logistic_domain_risk(_w(1, 1), 1.0, 1.0, 0.0, n_nodes=0), "n_nodes"),
+        (lambda: clkit.fit_logistic_heads(_w(1, 0), torch.tensor([1.0], dtype=DTYPE)), "theta"),
+        (lambda: clkit.sample_example_data(0, clkit.make_generator(0, "cpu")), "n"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call()
+
+
+def test_alignment_loss_of_counterexample_is_half_epsilon():
+    for eps in (1e-4, 0.1, 3.0):
+        assert float(clkit.alignment_loss(clkit.counterexample_weights(eps))) == pytest.approx(eps / 2, rel=1e-15)
+
+
+def test_alignment_loss_matches_monte_carlo_with_uniform_strengths():
+    gen = clkit.make_generator(1, "cpu")
+    n, (lo, hi) = 200_000, (-0.5, 2.0)
+    x, _ = clkit.sample_example_data(n, gen)
+    t1 = lo + (hi - lo) * torch.rand(n, dtype=DTYPE, generator=gen)
+    t2 = lo + (hi - lo) * torch.rand(n, dtype=DTYPE, generator=gen)
+    w = _w(0.7, 0.4)
+    sq = (clkit.linear_representation(clkit.augment(x, t1), w) - clkit.linear_representation(clkit.augment(x, t2), w)) ** 2
+    est = clkit.monte_carlo_mean(sq)
+    exact = float(clkit.alignment_loss(w, theta_variance=(hi - lo) ** 2 / 12))
+    assert abs(est.mean - exact) <= 4 * est.stderr
+
+
+def test_ar_loss_matches_brute_force_maximum_over_pairs():
+    gen = clkit.make_generator(2, "cpu")
+    x, _ = clkit.sample_example_data(50, gen)
+    w, family = _w(1.0, -0.6), (-1.5, 0.5)
+    grid = torch.linspace(*family, 7, dtype=DTYPE)
+    worst = []
+    for xi in x:
+        feats = [float(clkit.linear_representation(clkit.augment(xi, t), w)) for t in grid]
+        worst.append(max((a - b) ** 2 for a in feats for b in feats))
+    per_sample = (family[1] - family[0]) ** 2 * float(w[1]) ** 2 * x[:, 1] ** 2
+    assert np.allclose(worst, per_sample.numpy(), rtol=1e-12, atol=0)
+    assert float(clkit.ar_loss(w, family)) == pytest.approx((family[1] - family[0]) ** 2 * 0.36, rel=1e-15)
+
+
+def test_ar_loss_is_infinite_on_an_unbounded_family_unless_invariant():
+    assert math.isinf(float(clkit.ar_loss(clkit.counterexample_weights(0.01), (-math.inf, math.inf))))
+    assert float(clkit.ar_loss(_w(1.0, 0.0), (-math.inf, math.inf))) == 0.0
+    assert float(clkit.ar_first_moment(_w(1.0, 0.0), (-math.inf, math.inf))) == 0.0
+
+
+def test_ar_first_moment_matches_monte_carlo_and_is_below_sqrt_ar():
+    x, _ = clkit.sample_example_data(200_000, clkit.make_generator(4, "cpu"))
+    w, family = _w(0.2, 1.3), (0.5, 2.0)
+    samples = (family[1] - family[0]) * abs(float(w[1])) * x[:, 1].abs()
+    est = clkit.monte_carlo_mean(samples)
+    exact = float(clkit.ar_first_moment(w, family))
+    assert abs(est.mean - exact) <= 4 * est.stderr
+    assert exact <= math.sqrt(float(clkit.ar_loss(w, family)))
+
+
+@pytest.mark.parametrize("w1, w2, c", [(1.0, 0.5, 1.3), (0.4, -1.0, 2.0), (-0.8, 0.3, -1.1)])
+@pytest.mark.parametrize("h, b", [(1.0, 0.0), (2.0, 0.7), (-1.5, 0.3), (0.5, -1.2)])
+def test_head_risk_matches_scipy_bivariate_normal(w1, w2, c, h, b):
+    a, s = w1, c * w2
+    t = -b / h
+    cov = np.array([[1.0, a], [a, a * a + s * s]])
+    p_x1_neg_z_below = multivariate_normal(mean=[0.0, 0.0], cov=cov).cdf([0.0, t])
+    r_plus = 0.5 + norm.cdf(t / math.sqrt(a * a + s * s)) - 2 * p_x1_neg_z_below
+    expected = r_plus if h > 0 else 1 - r_plus
+    assert float(clkit.head_risk(_w(w1, w2), c, h, b)) == pytest.approx(expected, abs=1e-7)
+
+
+def test_head_risk_on_the_invariant_domain_is_the_mass_between_zero_and_threshold():
+    t = torch.linspace(-2, 2, 9, dtype=DTYPE)
+    risk = clkit.head_risk(_w(1.0, 0.7), 0.0, 1.0, -t)
+    assert torch.allclose(risk, (torch.special.ndtr(t) - 0.5).abs(), atol=1e-15, rtol=0)
+
+
+def test_head_risk_matches_monte_carlo():
+    gen = clkit.make_generator(5, "cpu")
+    x, y = clkit.sample_example_data(200_000, gen)
+    w, c, h, b = _w(0.9, 0.6), 1.7, -0.8, 0.25
+    z = clkit.linear_representation(clkit.augment(x, c), w)
+    errors = ((h * z + b >= 0).long() != y).double()
+    est = clkit.monte_carlo_mean(errors)
+    assert abs(est.mean - float(clkit.head_risk(w, c, h, b))) <= 4 * est.stderr
+
+
+def test_domain_risk_is_the_minimum_over_a_brute_force_grid_of_heads():
+    w = _w(0.8, 0.5)
+    for c in (0.0, 0.4, 2.5):
+        hs = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], dtype=DTYPE)[:, None]
+        bs = torch.linspace(-2, 2, 401, dtype=DTYPE)[None, :]
+        grid_min = float(clkit.head_risk(w, c, hs, bs).min())
+        closed = float(clkit.domain_risk(w, c))
+        assert closed <= grid_min + 1e-14
+        assert grid_min == pytest.approx(closed, abs=1e-14)  # the grid contains b = 0
+
+
+def test_domain_risk_recovers_one_quarter_at_c_prime():
+    for eps in (1e-3, 0.1, 0.5):
+        c_prime = 2 / math.sqrt(eps)
+        assert float(clkit.domain_risk(clkit.counterexample_weights(eps), c_prime)) == pytest.approx(0.25, abs=1e-15)
+
+
+def test_logistic_domain_risk_matches_monte_carlo():
+    gen = clkit.make_generator(6, "cpu")
+    x, y = clkit.sample_example_data(200_000, gen)
+    w, theta, h, b = _w(0.9, 0.4), 1.5, 2.0, 0.3
+    z = clkit.linear_representation(clkit.augment(x, theta), w)
+    losses = torch.nn.functional.softplus(-(2 * y - 1).double() * (h * z + b))
+    est = clkit.monte_carlo_mean(losses)
+    assert abs(est.mean - float(clkit.logistic_domain_risk(w, theta, h, b))) <= 4 * est.stderr
+
+
+def test_logistic_domain_risk_converges_under_node_doubling():
+    w = _w(0.95, 0.3)
+    coarse = clkit.logistic_domain_risk(w, 1.0, 3.0, 0.2, n_nodes=64)
+    fine = clkit.logistic_domain_risk(w, 1.0, 3.0, 0.2, n_nodes=128)
+    assert abs(float(coarse - fine)) < 1e-9
+
+
+def test_fit_logistic_heads_zeroes_the_autograd_gradient_and_matches_scipy():
+    w = _w(0.9, 0.45)
+    theta = torch.tensor([0.5, 1.0, 2.0], dtype=DTYPE)
+    h, b = clkit.fit_logistic_heads(w, theta, n_nodes=48)
+    params = torch.stack([h, b], -1).requires_grad_(True)
+    risk = clkit.logistic_domain_risk(w, theta, params[:, 0], params[:, 1], n_nodes=48).sum()
+    (grad,) = torch.autograd.grad(risk, params)
+    assert float(grad.abs().max()) < 1e-10
+    for k in range(3):
+        fun = lambda p: float(clkit.logistic_domain_risk(w, theta[k], p[0], p[1], n_nodes=48))
+        ref = minimize(fun, x0=np.array([1.0, 0.5]), method="Nelder-Mead",
+                       options={"xatol": 1e-9, "fatol": 1e-14, "maxiter": 4000})
+        assert ref.x[0] == pytest.approx(float(h[k]), abs=1e-5)
+        assert abs(ref.x[1]) < 1e-5 and abs(float(b[k])) < 1e-12
+
+
+def test_transfer_lemma_holds_and_is_scale_invariant():
+    w = _w(0.9, 0.45)
+    family = (0.5, 2.0)
+    theta = torch.linspace(*family, 4, dtype=DTYPE)
+    gaps = []
+    for lam in (1.0, 0.2):
+        h, b = clkit.fit_logistic_heads(lam * w, theta, n_nodes=48)
+        risks = clkit.logistic_domain_risk(lam * w, theta[:, None], h[None, :], b[None, :], n_nodes=48)
+        gap = risks - risks.diagonal()[:, None]
+        bound = (h.abs()[:, None] + h.abs()[None, :]) * math.sqrt(float(clkit.ar_loss(lam * w, family)))
+        assert float(gap.min()) >= -1e-12
+        assert bool((gap <= bound).all())
+        gaps.append(gap)
+    assert torch.allclose(gaps[0], gaps[1], atol=1e-9, rtol=0)
+
+
+def test_fit_logistic_heads_is_device_agnostic_in_its_output():
+    w = _w(1.0, 0.5)
+    h, b = clkit.fit_logistic_heads(w, torch.tensor([1.0], dtype=DTYPE), n_nodes=32)
+    assert h.device == w.device and b.dtype == DTYPE
