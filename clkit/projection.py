@@ -1,5 +1,482 @@
-"""Gui, Ma & Zhong (2023), projection heads: tau*, expansion measure, closed-form population loss."""
+r"""Gui, Ma & Zhong (2023), projection heads: :math:`\tau^*`, expansion measure, closed-form population loss.
+
+Model (Gui, Ma & Zhong 2023, arXiv 2306.03335; the authors' poster, "Feature-level GMM modeling"):
+features :math:`h\sim\tfrac12\mathcal N(-\mu,I_p)+\tfrac12\mathcal N(\mu,I_p)`, augmentations
+:math:`h^+\mid h\sim\mathcal N(h,\sigma^2 I_p)`, a linear projector :math:`z=Wh` and the normalised
+population loss
+
+.. math::
+    \mathcal C(W)=\frac{1}{2\tau}\frac{\mathbb E\|Wh_1^+-Wh_2^+\|^2}{(\mathbb E\|Wh_1^+\|^2\,\mathbb E\|Wh_2^+\|^2)^{1/2}}
+    +\log\mathbb E\exp\Big(-\frac{1}{2\tau}\frac{\|Wh_1^+-Wh^-\|^2}{(\mathbb E\|Wh_1^+\|^2\,\mathbb E\|Wh^-\|^2)^{1/2}}\Big).
+
+Every expectation is a Gaussian integral; with :math:`M=W^\top W`, :math:`a=\operatorname{tr}M`,
+:math:`b=\mu^\top M\mu`, :math:`s=(1+\sigma^2)a+b`, :math:`c=1/(2\tau s)` and :math:`v=2(1+\sigma^2)`,
+
+.. math::
+    \mathcal C(W)=\frac{\sigma^2 a}{\tau s}-\tfrac12\log\det(I+2cvM)
+    +\log\Big(\tfrac12+\tfrac12 e^{-4c\,\mu^\top(I+2cvM)^{-1}M\mu}\Big)
+
+(derived in the book's chapter on projection heads). The poster does not print the "first-order
+approximation" :math:`\widetilde{\mathcal L}` of its Theorem 1; :func:`first_order_loss` is *the
+book's reconstruction*: first order in :math:`c` inside the log-determinant and the inverse.
+
+The module also holds the downstream side of the paper: the projector family
+:math:`W_\eta=I+\eta\,\mu\mu^\top/\|\mu\|^2`, ridge-regularised logistic regression, the exact test
+error of a linear classifier on :math:`z=Wh`, and the max-margin classifier.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy.optimize import minimize, nnls
+
+from ._validation import check_finite, check_matrix, check_positive, check_shape
+from .device import as_tensor
+
+__all__ = [
+    "tau_star",
+    "expansion_measure",
+    "population_loss",
+    "first_order_loss",
+    "first_order_loss_profile",
+    "first_order_optimum",
+    "minimize_over_projector",
+    "projector_family",
+    "ridge_logistic_regression",
+    "linear_classifier_error",
+    "max_margin_classifier",
+]
+
+_LOG2 = math.log(2.0)
+
+
+def _positive_param(name: str, value: float | torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``value`` as a float64 (or ``like``'s dtype) tensor, every entry finite and > 0."""
+    if isinstance(value, torch.Tensor):
+        out = as_tensor(value, dtype=like.dtype if like is not None else None,
+                        device=like.device if like is not None else None)
+        check_finite(name, out)
+        if (out <= 0).any():
+            raise ValueError(f"{name} must be > 0, got {out.tolist() if out.numel() < 8 else 'entries <= 0'}")
+        return out
+    check_positive(name, value)
+    return as_tensor(float(value), dtype=like.dtype if like is not None else None,
+                     device=like.device if like is not None else None)
+
+
+def _check_mu(mu: torch.Tensor, p: int | None = None) -> torch.Tensor:
+    if not isinstance(mu, torch.Tensor):
+        raise ValueError(f"mu must be a torch.Tensor, got {type(mu).__name__}")
+    if mu.dim() < 1 or (p is not None and mu.shape[-1] != p):
+        raise ValueError(f"mu must have shape (..., {p if p is not None else 'p'}), got {tuple(mu.shape)}")
+    check_finite("mu", mu)
+    if (mu.pow(2).sum(-1) == 0).any():
+        raise ValueError("mu must be non-zero")
+    return mu
+
+
+def _check_W(W: torch.Tensor) -> torch.Tensor:
+    if not isinstance(W, torch.Tensor):
+        raise ValueError(f"W must be a torch.Tensor, got {type(W).__name__}")
+    if W.dim() < 2:
+        raise ValueError(f"W must have shape (..., q, p), got {tuple(W.shape)}")
+    if not W.is_floating_point():
+        raise ValueError(f"W must be floating point, got {W.dtype}")
+    check_finite("W", W)
+    if (W.pow(2).sum((-2, -1)) == 0).any():
+        raise ValueError("W must be non-zero (the loss is scale-invariant and undefined at W = 0)")
+    return W
+
+
+def tau_star(sigma2: float | torch.Tensor, mu_norm2: float | torch.Tensor) -> float | torch.Tensor:
+    r"""The expansion–shrinkage threshold of Gui, Ma & Zhong (2023), poster, "phase transition":
+
+    .. math:: \tau^*=\frac{2\|\mu\|^2}{(1+\sigma^2_{\mathrm{aug}}+\|\mu\|^2)\log(1+2\sigma^2_{\mathrm{aug}})}.
+
+    Args:
+        sigma2: augmentation variance :math:`\sigma^2_{\mathrm{aug}}>0` (float or tensor).
+        mu_norm2: signal strength :math:`\|\mu\|^2>0` (float or tensor, broadcastable with ``sigma2``).
+
+    Returns a float when both arguments are numbers, else a tensor of the broadcast shape.
+
+    Raises:
+        ValueError: if ``sigma2`` or ``mu_norm2`` is not finite and > 0 (at :math:`\sigma^2=0` the
+            threshold is infinite: every temperature is in the shrinkage regime).
+    """
+    scalar = not isinstance(sigma2, torch.Tensor) and not isinstance(mu_norm2, torch.Tensor)
+    like = sigma2 if isinstance(sigma2, torch.Tensor) else (mu_norm2 if isinstance(mu_norm2, torch.Tensor) else None)
+    s2 = _positive_param("sigma2", sigma2, like)
+    rho = _positive_param("mu_norm2", mu_norm2, like)
+    out = 2 * rho / ((1 + s2 + rho) * torch.log1p(2 * s2))
+    return float(out) if scalar else out
+
+
+def expansion_measure(W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    r"""Expansion measure of Gui, Ma & Zhong (2023), poster Figure 3:
+
+    .. math:: \tilde t(W)=\frac{\|W\mu\|^2}{\|W\|_F^2\,\|\mu\|^2}\in[0,1].
+
+    :math:`\tilde t=1` iff :math:`W` is rank one with right singular vector :math:`\pm\mu/\|\mu\|`;
+    :math:`\tilde t(I_p)=1/p`.
+
+    Args:
+        W: ``(..., q, p)`` projector(s), non-zero.
+        mu: ``(p,)`` (or ``(..., p)``, broadcast against ``W``'s batch) non-zero mean.
+
+    Returns a tensor of shape ``W.shape[:-2]`` (a 0-d tensor for one matrix).
+
+    Raises:
+        ValueError: naming ``W`` or ``mu`` for wrong shapes, non-finite or zero input.
+    """
+    W = _check_W(W)
+    mu = _check_mu(mu, W.shape[-1])
+    Wmu = (W @ mu.unsqueeze(-1)).squeeze(-1)
+    return Wmu.pow(2).sum(-1) / (W.pow(2).sum((-2, -1)) * mu.pow(2).sum(-1))
+
+
+def _moments(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, tau: torch.Tensor):
+    M = W.transpose(-2, -1) @ W
+    a = torch.diagonal(M, dim1=-2, dim2=-1).sum(-1)
+    b = (mu.unsqueeze(-2) @ M @ mu.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+    s = (1 + sigma2) * a + b
+    return M, a, b, s
+
+
+def _loss_args(W, mu, sigma2, tau):
+    W = _check_W(W)
+    mu = _check_mu(as_tensor(mu, dtype=W.dtype, device=W.device) if isinstance(mu, torch.Tensor) else mu, W.shape[-1])
+    return W, mu, _positive_param("sigma2", sigma2, W), _positive_param("tau", tau, W)
+
+
+def population_loss(
+    W: torch.Tensor, mu: torch.Tensor, sigma2: float | torch.Tensor, tau: float | torch.Tensor
+) -> torch.Tensor:
+    r"""Exact population loss :math:`\mathcal C(W)` of Gui, Ma & Zhong (2023) in closed form.
+
+    .. math::
+        \mathcal C(W)=\frac{\sigma^2 a}{\tau s}-\tfrac12\log\det(I_p+2cvM)
+        +\log\Big(\tfrac12+\tfrac12e^{-4c\,\mu^\top(I_p+2cvM)^{-1}M\mu}\Big),
+
+    :math:`M=W^\top W`, :math:`a=\operatorname{tr}M`, :math:`b=\mu^\top M\mu`,
+    :math:`s=(1+\sigma^2)a+b`, :math:`c=1/(2\tau s)`, :math:`v=2(1+\sigma^2)`. The loss is the poster's
+    :math:`\mathcal C` ("Population loss"); the closed form is derived in the book (each expectation
+    is Gaussian: :math:`h_1^+-h_2^+\sim\mathcal N(0,2\sigma^2I)` and :math:`h_1^+-h^-` is the mixture
+    :math:`\tfrac12\mathcal N(0,vI)+\tfrac14\mathcal N(\pm2\mu,vI)`). It is invariant under
+    :math:`W\mapsto kW` and differentiable in ``W``.
+
+    Args:
+        W: ``(..., q, p)`` projector(s), non-zero.
+        mu: ``(p,)`` or ``(..., p)`` mixture mean.
+        sigma2: augmentation variance > 0; float or tensor broadcastable to ``W.shape[:-2]``.
+        tau: temperature > 0; float or tensor broadcastable to ``W.shape[:-2]``.
+
+    Returns a tensor of shape ``W.shape[:-2]``.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, non-finite values, ``W = 0``, ``mu = 0``,
+            ``sigma2 <= 0`` or ``tau <= 0``.
+    """
+    W, mu, sigma2, tau = _loss_args(W, mu, sigma2, tau)
+    M, a, b, s = _moments(W, mu, sigma2, tau)
+    c = 1 / (2 * tau * s)
+    v = 2 * (1 + sigma2)
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    A = eye + (2 * c * v)[..., None, None] * M
+    chol = torch.linalg.cholesky(A)
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    Mmu = M @ mu.unsqueeze(-1).expand(*M.shape[:-1], 1)
+    quad = (mu.unsqueeze(-2) @ torch.cholesky_solve(Mmu, chol)).squeeze(-1).squeeze(-1)
+    tail = torch.logaddexp(torch.zeros_like(quad), -4 * c * quad) - _LOG2
+    return sigma2 * a / (tau * s) - 0.5 * logdet + tail
+
+
+def first_order_loss(
+    W: torch.Tensor, mu: torch.Tensor, sigma2: float | torch.Tensor, tau: float | torch.Tensor
+) -> torch.Tensor:
+    r"""First-order surrogate :math:`\widetilde{\mathcal L}(W)` (*the book's reconstruction*, not the paper's text).
+
+    Replace :math:`\log\det(I+2cvM)` by :math:`2cv\operatorname{tr}M` and :math:`(I+2cvM)^{-1}` by
+    :math:`I` in :func:`population_loss` (first order in :math:`c=1/(2\tau s)`):
+
+    .. math::
+        \widetilde{\mathcal L}(W)=-\frac{a}{\tau s}+\log\frac{1+e^{-2b/(\tau s)}}{2}
+        =\widetilde\ell\big(\tilde t(W)\|\mu\|^2\big),
+
+    with :math:`\widetilde\ell` of :func:`first_order_loss_profile`. Gui, Ma & Zhong's Theorem 1 is
+    stated for "certain first-order approximation"; this one reproduces their :math:`\tau^*` exactly.
+
+    Shapes, arguments and errors as in :func:`population_loss`.
+    """
+    W, mu, sigma2, tau = _loss_args(W, mu, sigma2, tau)
+    _, a, b, s = _moments(W, mu, sigma2, tau)
+    u = 2 * b / (tau * s)
+    return -a / (tau * s) + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
+
+
+def first_order_loss_profile(
+    x: torch.Tensor | float, sigma2: float | torch.Tensor, tau: float | torch.Tensor
+) -> torch.Tensor:
+    r"""The surrogate as a function of :math:`x=\tilde t(W)\|\mu\|^2=b/a` (the book's reconstruction):
+
+    .. math::
+        \widetilde\ell(x)=-\frac{1}{\tau(1+\sigma^2+x)}+\log\frac{1+e^{-u(x)}}{2},\qquad
+        u(x)=\frac{2x}{\tau(1+\sigma^2+x)}.
+
+    Args:
+        x: tensor (any shape) or float, :math:`x\ge0`.
+        sigma2, tau: > 0, floats or tensors broadcastable with ``x``.
+
+    Raises:
+        ValueError: if ``x`` is negative or non-finite, or ``sigma2``/``tau`` not > 0.
+    """
+    x = as_tensor(x)
+    check_finite("x", x)
+    if (x < 0).any():
+        raise ValueError("x must be >= 0")
+    sigma2 = _positive_param("sigma2", sigma2, x)
+    tau = _positive_param("tau", tau, x)
+    d = tau * (1 + sigma2 + x)
+    u = 2 * x / d
+    return -1 / d + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
+
+
+def first_order_optimum(
+    sigma2: float | torch.Tensor, tau: float | torch.Tensor, mu_norm2: float | torch.Tensor
+) -> float | torch.Tensor:
+    r"""Minimiser :math:`x^*` of :math:`\widetilde\ell` on :math:`[0,\|\mu\|^2]` (the book's derivation):
+
+    .. math::
+        x^*=\begin{cases}\|\mu\|^2 & \tau\ge\tau^*\ \text{(expansion: } \tilde t=1)\\[2pt]
+        \dfrac{\tau(1+\sigma^2)\ell}{2-\tau\ell} & \tau<\tau^*\ \text{(shrinkage)}\end{cases},
+        \qquad \ell=\log(1+2\sigma^2).
+
+    :math:`\tilde t(W^*)=x^*/\|\mu\|^2`; as :math:`\sigma^2\to0` at fixed :math:`\tau`,
+    :math:`x^*\sim\tau\sigma^2\to0`.
+
+    Returns a float when all arguments are numbers, else a tensor.
+
+    Raises:
+        ValueError: if an argument is not finite and > 0.
+    """
+    scalar = not any(isinstance(v, torch.Tensor) for v in (sigma2, tau, mu_norm2))
+    like = next((v for v in (sigma2, tau, mu_norm2) if isinstance(v, torch.Tensor)), None)
+    s2 = _positive_param("sigma2", sigma2, like)
+    t = _positive_param("tau", tau, like)
+    rho = _positive_param("mu_norm2", mu_norm2, like)
+    ell = torch.log1p(2 * s2)
+    denom = 2 - t * ell
+    interior = t * (1 + s2) * ell / denom.clamp_min(torch.finfo(denom.dtype).tiny)
+    out = torch.where(denom > 0, torch.minimum(interior, rho), rho)
+    return float(out) if scalar else out
+
+
+def minimize_over_projector(
+    loss: Callable[..., torch.Tensor],
+    mu: torch.Tensor,
+    sigma2: float,
+    tau: float,
+    W0: torch.Tensor,
+    *,
+    gtol: float = 1e-12,
+    max_iter: int = 5000,
+) -> torch.Tensor:
+    r"""A minimiser :math:`\hat W=\arg\min_W \texttt{loss}(W,\mu,\sigma^2,\tau)` over *all* ``(q, p)`` matrices.
+
+    BFGS (scipy) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
+    from autograd, in ``W0``'s dtype. Both losses of this module are invariant under
+    :math:`W\mapsto kW`, so only scale-free functions of :math:`\hat W` (such as
+    :func:`expansion_measure`) are meaningful; the returned matrix is normalised to
+    :math:`\|\hat W\|_F=1`.
+
+    Args:
+        loss: :func:`population_loss`, :func:`first_order_loss` or any function with their signature.
+        mu: ``(p,)`` mean; sigma2, tau: > 0.
+        W0: ``(q, p)`` starting point, non-zero.
+        gtol: BFGS stops when the gradient's largest entry is below ``gtol``.
+        max_iter: BFGS iteration limit.
+
+    Raises:
+        ValueError: for invalid ``W0``, ``gtol <= 0``, or a non-finite loss along the way.
+    """
+    W0 = _check_W(W0)
+    if W0.dim() != 2:
+        raise ValueError(f"W0 must be one (q, p) matrix, got shape {tuple(W0.shape)}")
+    gtol = check_positive("gtol", gtol)
+    shape, dtype, device = W0.shape, W0.dtype, W0.device
+
+    def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        W = torch.tensor(w.reshape(shape), dtype=dtype, device=device, requires_grad=True)
+        value = loss(W, mu, sigma2, tau)
+        (grad,) = torch.autograd.grad(value, W)
+        return float(value.detach()), grad.detach().cpu().numpy().ravel()
+
+    result = minimize(value_and_grad, W0.detach().cpu().numpy().ravel(), jac=True, method="BFGS",
+                      options={"gtol": gtol, "maxiter": max_iter})
+    if not np.isfinite(result.fun):
+        raise ValueError("the loss became non-finite during the minimisation")
+    W = torch.as_tensor(result.x.reshape(shape), dtype=dtype, device=device)
+    return W / W.norm()
+
+
+def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:
+    r"""The projector :math:`W_\eta=I_p+\eta\,\mu\mu^\top/\|\mu\|^2` (Gui, Ma & Zhong 2023, poster, "Effect of projectors").
+
+    :math:`\eta>0` expands the signal direction, :math:`-1<\eta<0` shrinks it;
+    :math:`\tilde t(W_\eta)=(1+\eta)^2/(p-1+(1+\eta)^2)`.
+
+    Args:
+        mu: ``(p,)`` non-zero mean.
+        eta: real number > -1.
+
+    Returns a ``(p, p)`` tensor with ``mu``'s dtype and device.
+
+    Raises:
+        ValueError: if ``mu`` is not a non-zero finite vector or ``eta <= -1``.
+    """
+    check_shape("mu", mu, (None,))
+    _check_mu(mu)
+    eta = float(eta)
+    if not math.isfinite(eta) or eta <= -1:
+        raise ValueError(f"eta must be finite and > -1, got {eta}")
+    eye = torch.eye(mu.numel(), dtype=mu.dtype, device=mu.device)
+    return eye + eta * torch.outer(mu, mu) / mu.pow(2).sum()
+
+
+def ridge_logistic_regression(
+    z: torch.Tensor, y: torch.Tensor, lam: float, *, tol: float = 1e-12, max_iter: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Minimiser of the ridge-regularised logistic loss of Gui, Ma & Zhong (2023), poster Proposition:
+
+    .. math::
+        \ell_n(\gamma,\beta;\lambda)=\frac1n\sum_{i=1}^n\log\big(1+e^{-y_i(\gamma+z_i^\top\beta)}\big)
+        +\lambda\|\beta\|^2
+
+    (intercept :math:`\gamma` unpenalised), by Newton's method on the strictly convex objective,
+    batched over leading dimensions.
+
+    Args:
+        z: ``(..., n, d)`` features.
+        y: ``(..., n)`` labels in :math:`\{-1,+1\}`.
+        lam: :math:`\lambda>0`.
+        tol: stop when the Newton decrement (squared) is below ``tol`` for every problem.
+        max_iter: maximum Newton steps.
+
+    Returns ``(gamma, beta)`` of shapes ``(...)`` and ``(..., d)``.
+
+    Raises:
+        ValueError: for mismatched shapes, labels outside {-1, +1}, non-finite ``z``, ``lam <= 0``,
+            or if Newton's method does not converge within ``max_iter`` steps.
+    """
+    if not isinstance(z, torch.Tensor) or z.dim() < 2:
+        raise ValueError(f"z must be a tensor of shape (..., n, d), got {getattr(z, 'shape', type(z))}")
+    check_finite("z", z)
+    check_shape("y", y, tuple(z.shape[:-1]))
+    if not ((y == 1) | (y == -1)).all():
+        raise ValueError("y must hold labels in {-1, +1}")
+    lam = check_positive("lam", lam)
+    n, d = z.shape[-2:]
+    X = torch.cat([torch.ones_like(z[..., :1]), z], dim=-1)  # (..., n, d+1), intercept first
+    yy = y.to(z.dtype)
+    theta = torch.zeros(*z.shape[:-2], d + 1, dtype=z.dtype, device=z.device)
+    pen = torch.full((d + 1,), 2 * lam, dtype=z.dtype, device=z.device)
+    pen[0] = 0.0
+    for _ in range(max_iter):
+        margin = yy * (X @ theta.unsqueeze(-1)).squeeze(-1)
+        sig = torch.sigmoid(-margin)  # derivative of log(1+e^{-m}) is -sigmoid(-m)
+        grad = -(X * (yy * sig).unsqueeze(-1)).sum(-2) / n + pen * theta
+        weight = sig * (1 - sig)
+        hess = (X.transpose(-2, -1) * weight.unsqueeze(-2)) @ X / n + torch.diag(pen)
+        step = torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
+        theta = theta - step
+        if float((grad * step).sum(-1).max()) < tol:
+            return theta[..., 0], theta[..., 1:]
+    raise ValueError(f"Newton's method did not converge in max_iter={max_iter} steps; increase max_iter")
+
+
+def linear_classifier_error(
+    gamma: torch.Tensor | float, beta: torch.Tensor, mu: torch.Tensor, W: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""Exact test error of :math:`\hat y=\operatorname{sign}(\gamma+\langle z,\beta\rangle)` on :math:`z=Wh`.
+
+    With :math:`h=y\mu+g`, :math:`g\sim\mathcal N(0,I_p)`, :math:`y=\pm1` equally likely,
+    :math:`m=\langle W\mu,\beta\rangle` and :math:`r=\|W^\top\beta\|`,
+
+    .. math::
+        \mathrm{Err}=\mathbb P\big(y(\gamma+\langle z,\beta\rangle)<0\big)
+        =\tfrac12\Phi\Big(-\frac{m+\gamma}{r}\Big)+\tfrac12\Phi\Big(-\frac{m-\gamma}{r}\Big).
+
+    (The poster writes :math:`\mathbb P(\gamma+y'\langle z',\beta\rangle<0)`; we read the intercept as
+    multiplied by the label too, the classification error.) Its minimum over :math:`(\gamma,\beta)` is
+    the Bayes error :math:`\Phi(-\|\mu\|)` for every invertible :math:`W`.
+
+    Args:
+        gamma: intercept(s), float or tensor of shape ``(...)``.
+        beta: ``(..., q)`` weights, non-zero.
+        mu: ``(p,)`` mean.
+        W: ``(q, p)`` projector; ``None`` means the identity.
+
+    Raises:
+        ValueError: for mismatched shapes, non-finite values or ``beta = 0``.
+    """
+    check_shape("mu", mu, (None,))
+    _check_mu(mu)
+    if W is None:
+        W = torch.eye(mu.numel(), dtype=mu.dtype, device=mu.device)
+    check_matrix("W", W)
+    if W.shape[1] != mu.numel():
+        raise ValueError(f"W must have {mu.numel()} columns, got shape {tuple(W.shape)}")
+    if not isinstance(beta, torch.Tensor) or beta.shape[-1:] != W.shape[:1]:
+        raise ValueError(f"beta must have shape (..., {W.shape[0]}), got {getattr(beta, 'shape', type(beta))}")
+    check_finite("beta", beta)
+    r = (beta @ W).norm(dim=-1)
+    if (r == 0).any():
+        raise ValueError("beta must satisfy W^T beta != 0")
+    gamma = as_tensor(gamma, dtype=beta.dtype, device=beta.device)
+    check_finite("gamma", gamma)
+    m = beta @ (W @ mu)
+    normal = torch.distributions.Normal(torch.zeros((), dtype=beta.dtype, device=beta.device), 1.0)
+    return 0.5 * normal.cdf(-(m + gamma) / r) + 0.5 * normal.cdf(-(m - gamma) / r)
+
+
+def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor | None, float]:
+    r"""Hard-margin classifier through the origin of Gui, Ma & Zhong (2023), poster Theorem 2:
+
+    .. math:: \hat\beta=\arg\max_{\|\beta\|\le1}\min_{i\le n}y_i\langle z_i,\beta\rangle,\qquad
+              \hat\kappa=\min_i y_i\langle z_i,\hat\beta\rangle.
+
+    Solved exactly as the least-distance programme :math:`\min\|w\|` s.t. :math:`y_iz_i^\top w\ge1`
+    through non-negative least squares (Lawson & Hanson 1974, ch. 23):
+    :math:`\hat\beta=w/\|w\|`, :math:`\hat\kappa=1/\|w\|`.
+
+    Args:
+        z: ``(n, d)`` features; y: ``(n,)`` labels in {-1, +1}.
+
+    Returns ``(beta_hat, kappa_hat)``, or ``(None, 0.0)`` when the data are not linearly separable
+    through the origin.
+
+    Raises:
+        ValueError: for mismatched shapes, non-finite ``z`` or labels outside {-1, +1}.
+    """
+    check_matrix("z", z)
+    check_shape("y", y, (z.shape[0],))
+    if not ((y == 1) | (y == -1)).all():
+        raise ValueError("y must hold labels in {-1, +1}")
+    G = (y.to(z.dtype).unsqueeze(1) * z).detach().cpu().numpy()  # constraints G w >= 1
+    n, d = G.shape
+    E = np.vstack([G.T, np.ones((1, n))])
+    f = np.zeros(d + 1)
+    f[-1] = 1.0
+    u, _ = nnls(E, f, maxiter=50 * (n + d))
+    r = E @ u - f
+    if abs(r[-1]) < 1e-10:
+        return None, 0.0
+    w = -r[:d] / r[-1]
+    if (G @ w).min() < 1 - 1e-8:
+        return None, 0.0
+    w_t = torch.as_tensor(w, dtype=z.dtype, device=z.device)
+    norm = float(w_t.norm())
+    return w_t / norm, 1.0 / norm

@@ -1,0 +1,241 @@
+"""clkit.projection (Gui, Ma & Zhong 2023) against independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+import clkit
+
+DTYPE = torch.float64
+
+
+def _mu(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=DTYPE)
+
+
+def _random(shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, dtype=DTYPE, generator=clkit.make_generator(seed, "cpu"))
+
+
+# --- tau*, expansion measure, projector family ---------------------------------------------------
+
+
+def test_tau_star_matches_the_poster_formula_for_floats_and_tensors():
+    sigma2, rho = 0.7, 2.5
+    expected = 2 * rho / ((1 + sigma2 + rho) * math.log(1 + 2 * sigma2))
+    assert clkit.tau_star(sigma2, rho) == pytest.approx(expected, rel=1e-15)
+    batch = clkit.tau_star(torch.tensor([0.7, 1.0], dtype=DTYPE), 2.5)
+    assert batch.shape == (2,) and float(batch[0]) == pytest.approx(expected, rel=1e-15)
+
+
+def test_expansion_measure_is_one_over_p_at_identity_and_one_for_aligned_rank_one():
+    mu = _mu([1.0, -2.0, 0.5])
+    assert float(clkit.expansion_measure(torch.eye(3, dtype=DTYPE), mu)) == pytest.approx(1 / 3, rel=1e-15)
+    rank_one = torch.outer(_mu([0.3, 1.0]), mu)
+    assert float(clkit.expansion_measure(rank_one, mu)) == pytest.approx(1.0, rel=1e-14)
+    values = clkit.expansion_measure(_random((50, 2, 3)), mu)
+    assert values.shape == (50,) and bool(((values >= 0) & (values <= 1)).all())
+
+
+def test_projector_family_has_the_closed_form_expansion_measure():
+    mu = _mu([1.0, 0.5, -0.5, 2.0])
+    for eta in (-0.7, 0.0, 2.0):
+        t = float(clkit.expansion_measure(clkit.projector_family(mu, eta), mu))
+        assert t == pytest.approx((1 + eta) ** 2 / (3 + (1 + eta) ** 2), rel=1e-13)
+
+
+# --- the exact population loss --------------------------------------------------------------------
+
+
+def test_population_loss_matches_monte_carlo_of_its_definition():
+    """The loss from sampled h, h+, h- (the definition) against the closed form, 4 standard errors."""
+    gen = clkit.make_generator(3, "cpu")
+    mu, sigma2, tau = _mu([1.0, 0.0, 0.5]), 0.8, 0.7
+    W = _random((2, 3), seed=1)
+    n = 400_000
+    mixture = clkit.GaussianMixture.symmetric_two_component(mu)
+    h, _ = mixture.sample(n, gen)
+    h_neg, _ = mixture.sample(n, gen)
+    noise = lambda: math.sqrt(sigma2) * torch.randn(n, 3, dtype=DTYPE, generator=gen)
+    z1, z2, zn = (h + noise()) @ W.T, (h + noise()) @ W.T, (h_neg + noise()) @ W.T
+    s_hat = float(z1.pow(2).sum(1).mean())
+    positive = (z1 - z2).pow(2).sum(1) / (2 * tau * s_hat)
+    negative = torch.exp(-(z1 - zn).pow(2).sum(1) / (2 * tau * s_hat))
+    loss_mc = float(positive.mean() + torch.log(negative.mean()))
+    # delta method: the loss is linear in the two sample means to first order
+    influence = positive + negative / negative.mean()
+    se = float(influence.std()) / math.sqrt(n)
+    assert abs(loss_mc - float(clkit.population_loss(W, mu, sigma2, tau))) < 4 * se
+
+
+def test_population_loss_depends_on_W_only_through_W_transpose_W_and_is_scale_invariant():
+    mu, W = _mu([0.4, 1.0, -1.0]), _random((3, 3), seed=2)
+    q, _ = torch.linalg.qr(_random((3, 3), seed=3))
+    base = clkit.population_loss(W, mu, 0.5, 0.9)
+    assert float(clkit.population_loss(q @ W, mu, 0.5, 0.9)) == pytest.approx(float(base), abs=1e-13)
+    assert float(clkit.population_loss(-4.2 * W, mu, 0.5, 0.9)) == pytest.approx(float(base), abs=1e-13)
+
+
+def test_population_loss_batched_equals_one_matrix_at_a_time():
+    mu, Ws = _mu([1.0, 2.0]), _random((5, 3, 2), seed=4)
+    taus = torch.linspace(0.2, 2.0, 5, dtype=DTYPE)
+    batched = clkit.population_loss(Ws, mu, 0.3, taus)
+    looped = torch.stack([clkit.population_loss(W, mu, 0.3, float(t)) for W, t in zip(Ws, taus)])
+    assert torch.allclose(batched, looped, rtol=0, atol=1e-14)
+
+
+def test_population_loss_gradient_matches_finite_differences():
+    mu, W = _mu([1.0, -0.5, 0.2]), _random((3, 3), seed=5).requires_grad_(True)
+    (grad,) = torch.autograd.grad(clkit.population_loss(W, mu, 0.6, 0.8), W)
+    step = 1e-6
+    for i, j in [(0, 0), (1, 2), (2, 1)]:
+        e = torch.zeros_like(W)
+        e[i, j] = step
+        fd = (clkit.population_loss(W.detach() + e, mu, 0.6, 0.8) - clkit.population_loss(W.detach() - e, mu, 0.6, 0.8)) / (2 * step)
+        assert float(grad[i, j]) == pytest.approx(float(fd), abs=1e-8)
+
+
+# --- the first-order surrogate ----------------------------------------------------------------------
+
+
+def test_first_order_loss_is_the_first_order_part_of_the_population_loss():
+    mu, W, sigma2 = _mu([1.0, 0.3]), _random((2, 2), seed=6), 0.4
+    M = W.T @ W
+    s = (1 + sigma2) * M.trace() + mu @ M @ mu
+    v = 2 * (1 + sigma2)
+    K0 = v**2 * (M @ M).trace() + 4 * v * (mu @ M @ M @ mu)
+    tau = 1e4
+    c = 1 / (2 * tau * s)
+    gap = clkit.population_loss(W, mu, sigma2, tau) - clkit.first_order_loss(W, mu, sigma2, tau)
+    assert float(gap / (c**2 * K0)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_first_order_loss_is_its_profile_at_the_expansion_measure():
+    mu, Ws = _mu([0.5, 1.5, 0.0]), _random((20, 4, 3), seed=7)
+    x = clkit.expansion_measure(Ws, mu) * mu.pow(2).sum()
+    assert torch.allclose(clkit.first_order_loss(Ws, mu, 1.3, 0.4), clkit.first_order_loss_profile(x, 1.3, 0.4), atol=1e-14)
+
+
+@pytest.mark.parametrize("sigma2,rho", [(0.5, 2.0), (2.0, 1.0), (0.1, 8.0)])
+def test_first_order_optimum_matches_a_dense_grid_search_on_both_sides_of_tau_star(sigma2, rho):
+    xs = torch.linspace(0, rho, 20_001, dtype=DTYPE)
+    for ratio in (0.3, 0.8, 1.0, 1.2, 3.0):
+        tau = ratio * clkit.tau_star(sigma2, rho)
+        grid_min = float(xs[torch.argmin(clkit.first_order_loss_profile(xs, sigma2, tau))])
+        assert clkit.first_order_optimum(sigma2, tau, rho) == pytest.approx(grid_min, abs=2 * rho / 20_000)
+        assert (clkit.first_order_optimum(sigma2, tau, rho) == rho) == (ratio >= 1.0)
+
+
+def test_first_order_optimum_is_mu_norm2_when_the_derivative_never_changes_sign():
+    """tau * log(1 + 2 sigma2) >= 2: u(x) < 2/tau <= log(1 + 2 sigma2), so l~ decreases on [0, |mu|^2]."""
+    sigma2, tau, rho = 2.0, 5.0, 1.0
+    assert tau * math.log1p(2 * sigma2) >= 2
+    xs = torch.linspace(0, rho, 1001, dtype=DTYPE)
+    assert bool((clkit.first_order_loss_profile(xs, sigma2, tau).diff() < 0).all())
+    assert clkit.first_order_optimum(sigma2, tau, rho) == rho
+    batch = clkit.first_order_optimum(torch.tensor([0.5, 2.0], dtype=DTYPE), torch.tensor([0.1, 5.0], dtype=DTYPE), rho)
+    assert float(batch[1]) == rho and float(batch[0]) < rho
+
+
+def test_minimize_over_projector_finds_rank_one_aligned_minimiser_in_expansion_regime():
+    mu = _mu([1.0, 1.0, 0.0])
+    tau = 2.0 * clkit.tau_star(0.5, 2.0)
+    W_hat = clkit.minimize_over_projector(clkit.first_order_loss, mu, 0.5, tau, _random((3, 3), seed=8))
+    sv = torch.linalg.svdvals(W_hat)
+    assert float(sv[1] / sv[0]) < 1e-5
+    assert float(clkit.expansion_measure(W_hat, mu)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_minimize_over_projector_is_deterministic():
+    mu, W0 = _mu([1.0, 0.0, 1.0]), _random((3, 3), seed=9)
+    a = clkit.minimize_over_projector(clkit.first_order_loss, mu, 1.0, 0.5, W0)
+    b = clkit.minimize_over_projector(clkit.first_order_loss, mu, 1.0, 0.5, W0)
+    assert torch.equal(a, b)
+
+
+# --- downstream: logistic regression, exact error, max margin ---------------------------------------
+
+
+def test_ridge_logistic_regression_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+
+    gen = clkit.make_generator(10, "cpu")
+    z, labels = clkit.GaussianMixture.symmetric_two_component(_mu([0.8, 0.0, 0.3])).sample(500, gen)
+    y = 2 * labels.to(DTYPE) - 1
+    lam = 0.05
+    gamma, beta = clkit.ridge_logistic_regression(z, y, lam)
+    # scikit-learn minimises C * sum(log-loss) + ||beta||^2 / 2, i.e. lambda = 1 / (2 C n)
+    model = LogisticRegression(C=1 / (2 * lam * 500), tol=1e-12, max_iter=10_000).fit(z.numpy(), y.numpy())
+    assert np.allclose(beta.numpy(), model.coef_[0], atol=1e-6)
+    assert float(gamma) == pytest.approx(float(model.intercept_[0]), abs=1e-6)
+
+
+def test_linear_classifier_error_matches_monte_carlo_and_is_bayes_at_the_optimum():
+    mu = _mu([1.2, 0.0, 0.0])
+    W = clkit.projector_family(mu, -0.4)
+    beta, gamma = _mu([0.5, 0.4, -0.3]), -0.2
+    gen = clkit.make_generator(11, "cpu")
+    h, labels = clkit.GaussianMixture.symmetric_two_component(mu).sample(400_000, gen)
+    y = 2 * labels.to(DTYPE) - 1
+    wrong = (y * (gamma + (h @ W.T) @ beta) < 0).to(DTYPE)
+    est = clkit.monte_carlo_mean(wrong)
+    assert abs(est.mean - float(clkit.linear_classifier_error(gamma, beta, mu, W))) < 4 * est.stderr
+    bayes = 0.5 * math.erfc(1.2 / math.sqrt(2))
+    best = clkit.linear_classifier_error(0.0, torch.linalg.solve(W.T, mu), mu, W)
+    assert float(best) == pytest.approx(bayes, rel=1e-12)
+
+
+def test_max_margin_classifier_matches_a_generic_constrained_solver():
+    gen = clkit.make_generator(12, "cpu")
+    z, labels = clkit.GaussianMixture.symmetric_two_component(_mu([1.5, 0.0, 0.0, 0.0, 0.0])).sample(12, gen)
+    y = 2 * labels.to(DTYPE) - 1
+    beta, kappa = clkit.max_margin_classifier(z, y)
+    G = (y.unsqueeze(1) * z).numpy()
+    res = minimize(lambda w: w @ w, np.ones(5), jac=lambda w: 2 * w, method="SLSQP",
+                   constraints=[{"type": "ineq", "fun": lambda w: G @ w - 1, "jac": lambda w: G}],
+                   options={"ftol": 1e-14, "maxiter": 1000})
+    assert res.success
+    assert kappa == pytest.approx(1 / np.linalg.norm(res.x), rel=1e-6)
+    assert np.allclose(beta.numpy(), res.x / np.linalg.norm(res.x), atol=1e-5)
+    assert float((G @ beta.numpy()).min()) == pytest.approx(kappa, rel=1e-8)
+
+
+def test_max_margin_classifier_reports_non_separable_data():
+    z = _mu([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.5]])
+    y = _mu([1.0, -1.0, 1.0])
+    beta, kappa = clkit.max_margin_classifier(z, y)
+    assert beta is None and kappa == 0.0
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call,argument",
+    [
+        (lambda: clkit.tau_star(0.0, 1.0), "sigma2"),
+        (lambda: clkit.tau_star(0.5, -1.0), "mu_norm2"),
+        (lambda: clkit.expansion_measure(torch.zeros(2, 2, dtype=DTYPE), _mu([1.0, 0.0])), "W"),
+        (lambda: clkit.expansion_measure(torch.eye(2, dtype=DTYPE), _mu([1.0, 0.0, 0.0])), "mu"),
+        (lambda: clkit.population_loss(torch.eye(2, dtype=DTYPE), _mu([1.0, 0.0]), 0.5, 0.0), "tau"),
+        (lambda: clkit.population_loss(torch.eye(2, dtype=DTYPE), _mu([0.0, 0.0]), 0.5, 1.0), "mu"),
+        (lambda: clkit.first_order_loss(torch.eye(2, dtype=DTYPE), _mu([1.0, 0.0]), float("nan"), 1.0), "sigma2"),
+        (lambda: clkit.first_order_loss_profile(-1.0, 0.5, 1.0), "x"),
+        (lambda: clkit.first_order_optimum(0.5, -2.0, 1.0), "tau"),
+        (lambda: clkit.projector_family(_mu([1.0, 0.0]), -1.0), "eta"),
+        (lambda: clkit.ridge_logistic_regression(torch.ones(4, 2, dtype=DTYPE), _mu([1.0, 0.0, 1.0, -1.0]), 0.1), "y"),
+        (lambda: clkit.ridge_logistic_regression(torch.ones(4, 2, dtype=DTYPE), _mu([1.0, 1.0, -1.0, -1.0]), 0.0), "lam"),
+        (lambda: clkit.linear_classifier_error(0.0, torch.zeros(2, dtype=DTYPE), _mu([1.0, 0.0])), "beta"),
+        (lambda: clkit.max_margin_classifier(torch.ones(3, 2, dtype=DTYPE), _mu([1.0, -1.0])), "y"),
+        (lambda: clkit.minimize_over_projector(clkit.first_order_loss, _mu([1.0, 0.0]), 0.5, 1.0,
+                                               torch.eye(2, dtype=DTYPE), gtol=0.0), "gtol"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call()
