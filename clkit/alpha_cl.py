@@ -1,5 +1,549 @@
-"""Tian (2022, 2023): alpha-CL contrastive covariance, one-layer objective, local roughness."""
+r"""Tian (2022, 2023): α-CL contrastive covariance, the one-layer objective and its local roughness.
+
+Sources. The contrastive covariance, the energy :math:`\mathcal E_\alpha=\tfrac12\operatorname{tr}
+\mathbb C_\alpha[f_\theta]`, the α-CL update with stop-gradient α, the gated data
+:math:`\tilde x^w = x\,h'(w^\top x)`, :math:`A(w)=\mathbb C_\alpha[\tilde x^w]`, the Gaussian
+pairwise importance and the local roughness :math:`\rho(w)` are those of Y. Tian, "Understanding
+the role of nonlinearity in training dynamics of contrastive learning" (ICLR 2023, arXiv 2206.01342;
+its Meta-AI poster, seed 003) and "Understanding deep contrastive learning via coordinate-wise
+optimization" (NeurIPS 2022). The latent-pattern data model, its closed-form population
+:math:`A(w)`, the eigengap :math:`\lambda_{\rm gap}` and the roughness *bound* are the book's
+reconstruction (the paper's own statements were not available): see chapter ``04_alpha_cl``.
+
+Activations are homogeneous, :math:`h(x) = h'(x)\,x`: ``"linear"`` (:math:`h(x)=x`) and ``"relu"``.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ._validation import (
+    check_finite,
+    check_matrix,
+    check_positive,
+    check_probability_vector,
+    check_shape,
+)
+from .device import as_tensor
+
+__all__ = [
+    "ACTIVATIONS",
+    "contrastive_covariance",
+    "gated_data",
+    "one_layer_matrix",
+    "one_layer_objective",
+    "gaussian_alpha",
+    "alpha_cl_energy",
+    "info_nce_distance",
+    "info_nce_alpha",
+    "LatentPatternModel",
+    "alpha_cl_dynamics",
+    "eigengap",
+    "local_roughness",
+    "tangent_basis",
+]
+
+#: The homogeneous activations :math:`h(x)=h'(x)x` supported by the one-layer functions.
+ACTIVATIONS: tuple[str, ...] = ("linear", "relu")
+
+
+def _check_activation(activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def _activation(activation: str, u: torch.Tensor) -> torch.Tensor:
+    return u if activation == "linear" else torch.relu(u)
+
+
+def _activation_derivative(activation: str, u: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(u) if activation == "linear" else (u > 0).to(u.dtype)
+
+
+def _check_pair(x: torch.Tensor, x_pos: torch.Tensor) -> None:
+    check_matrix("x", x)
+    check_shape("x_pos", x_pos, tuple(x.shape))
+    check_finite("x_pos", x_pos)
+
+
+def _check_weight(name: str, w: torch.Tensor, d: int) -> None:
+    check_shape(name, w, (d,))
+    check_finite(name, w)
+    if float(w.detach().norm()) == 0.0:
+        raise ValueError(f"{name} must be non-zero")
+
+
+def contrastive_covariance(x: torch.Tensor, x_pos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    r"""The contrastive covariance :math:`\mathbb C_\alpha[x]` of Tian (ICLR 2023; poster, seed 003).
+
+    .. math::
+        \mathbb C_\alpha[x] = \frac{1}{2N^2}\sum_{i,j=1}^{N}\alpha_{ij}\Big[(x[i]-x[j])(x[i]-x[j])^\top
+            - (x[i]-x[i'])(x[i]-x[i'])^\top\Big],
+
+    over *all* ordered pairs, :math:`i=j` included (its first term vanishes, its second does not).
+    Expanding the squares gives the vectorised form used here, with row sums :math:`r = \alpha 1`,
+    column sums :math:`c = \alpha^\top 1` and :math:`D = X - X'`:
+    :math:`\big[X^\top(\operatorname{diag}(r+c)-\alpha-\alpha^\top)X - D^\top\operatorname{diag}(r)D\big]/(2N^2)`.
+
+    Args:
+        x: ``(N, d)`` rows :math:`x[i]`.
+        x_pos: ``(N, d)`` their positives (augmented views) :math:`x[i']`.
+        alpha: ``(N, N)`` pairwise importances :math:`\alpha_{ij}` (any real weights).
+
+    Returns:
+        ``(d, d)`` symmetric matrix, differentiable in all three inputs.
+
+    Raises:
+        ValueError: naming the argument, for shapes that do not match or non-finite entries.
+    """
+    _check_pair(x, x_pos)
+    n = x.shape[0]
+    check_shape("alpha", alpha, (n, n))
+    check_finite("alpha", alpha)
+    alpha = alpha.to(dtype=x.dtype)
+    rows, cols = alpha.sum(1), alpha.sum(0)
+    laplacian = torch.diag(rows + cols) - alpha - alpha.T
+    d = x - x_pos
+    return (x.T @ laplacian @ x - (d * rows[:, None]).T @ d) / (2 * n * n)
+
+
+def gated_data(x: torch.Tensor, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+    r"""Gated data :math:`\tilde x^w[i] = x[i]\,h'(w^\top x[i])` (Tian 2023, one-layer section).
+
+    Args:
+        x: ``(N, d)`` data; w: ``(d,)`` weight; activation: ``"linear"`` or ``"relu"``
+            (:math:`h'(u)=\mathbb 1[u>0]`).
+
+    Returns:
+        ``(N, d)``. For a homogeneous :math:`h`, :math:`h(w^\top x) = w^\top\tilde x^w`.
+
+    Raises:
+        ValueError: for bad shapes, non-finite input, a zero ``w`` or an unknown activation.
+    """
+    check_matrix("x", x)
+    _check_weight("w", w, x.shape[1])
+    _check_activation(activation)
+    return x * _activation_derivative(activation, x @ w)[:, None]
+
+
+def one_layer_matrix(
+    x: torch.Tensor, x_pos: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, activation: str = "relu"
+) -> torch.Tensor:
+    r""":math:`A(w) = \mathbb C_\alpha[\tilde x^w]`, each view gated by its own pre-activation.
+
+    For a homogeneous activation :math:`\mathbb C_\alpha[h(w^\top x)] = w^\top A(w) w`, and with
+    α held fixed (stop-gradient) :math:`\nabla_w\,\tfrac12\mathbb C_\alpha[h(w^\top x)] = A(w)w`.
+
+    Args:
+        x, x_pos: ``(N, d)`` views; w: ``(d,)``; alpha: ``(N, N)``; activation: ``"linear"``/``"relu"``.
+
+    Returns:
+        ``(d, d)``.
+
+    Raises:
+        ValueError: as :func:`contrastive_covariance` and :func:`gated_data`.
+    """
+    _check_pair(x, x_pos)
+    return contrastive_covariance(gated_data(x, w, activation), gated_data(x_pos, w, activation), alpha)
+
+
+def one_layer_objective(
+    x: torch.Tensor, x_pos: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, activation: str = "relu"
+) -> torch.Tensor:
+    r"""The one-node objective :math:`w^\top A(w) w = \mathbb C_\alpha[h(w^\top x)]` (a scalar)."""
+    return w @ one_layer_matrix(x, x_pos, w, alpha, activation) @ w
+
+
+def gaussian_alpha(x0: torch.Tensor, w: torch.Tensor, tau: float, activation: str = "relu") -> torch.Tensor:
+    r"""Gaussian pairwise importance of seed 003 on the un-augmented data :math:`x_0`:
+
+    .. math:: \alpha_{ij} = \exp\Big(-\frac{\big(h(w^\top x_0[i]) - h(w^\top x_0[j])\big)^2}{2\tau}\Big).
+
+    Args:
+        x0: ``(N, d)``; w: ``(d,)``; tau: :math:`\tau>0`; activation: ``"linear"``/``"relu"``.
+
+    Returns:
+        ``(N, N)`` symmetric, ones on the diagonal.
+
+    Raises:
+        ValueError: for bad shapes, non-finite input, ``tau <= 0`` or an unknown activation.
+    """
+    check_matrix("x0", x0)
+    _check_weight("w", w, x0.shape[1])
+    tau = check_positive("tau", tau)
+    _check_activation(activation)
+    f = _activation(activation, x0 @ w)
+    return torch.exp(-(f[:, None] - f[None, :]).pow(2) / (2 * tau))
+
+
+def alpha_cl_energy(f: torch.Tensor, f_pos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    r"""α-CL energy :math:`\mathcal E_\alpha = \tfrac12\operatorname{tr}\mathbb C_\alpha[f]` (seed 003).
+
+    Equal to :math:`\frac{1}{2N^2}\sum_{i,j}\alpha_{ij}(d_{ij}^2 - d_i^2)` with the half squared
+    distances :math:`d_{ij}^2=\tfrac12\|f[i]-f[j]\|^2`, :math:`d_i^2=\tfrac12\|f[i]-f[i']\|^2`.
+
+    Args:
+        f, f_pos: ``(N, K)`` outputs of the two views; alpha: ``(N, N)``.
+
+    Returns:
+        A scalar tensor, differentiable in ``f``, ``f_pos`` (and ``alpha``: detach it for α-CL).
+    """
+    return 0.5 * torch.trace(contrastive_covariance(f, f_pos, alpha))
+
+
+def _half_squared_distances(f: torch.Tensor, f_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    d_pos = 0.5 * (f - f_pos).pow(2).sum(1)
+    sq = f.pow(2).sum(1)
+    # Gram form: O(N^2 K) memory-free, unlike broadcasting (N, N, K) differences.
+    d_neg = (0.5 * (sq[:, None] + sq[None, :]) - f @ f.T).clamp_min(0.0)
+    return d_pos, d_neg
+
+
+def _info_nce_terms(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float):
+    _check_pair(f, f_pos)
+    tau = check_positive("tau", tau)
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    n = f.shape[0]
+    d_pos, d_neg = _half_squared_distances(f, f_pos)
+    off = ~torch.eye(n, dtype=torch.bool, device=f.device)
+    logits = torch.where(off, -d_neg / tau, torch.full_like(d_neg, -math.inf))
+    if eps > 0:
+        logits = torch.cat([logits, (math.log(eps) - d_pos / tau)[:, None]], dim=1)
+    return n, tau, d_pos, logits
+
+
+def info_nce_distance(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
+    r"""InfoNCE in the distance form of α-CL (Tian 2022; poster of seed 003):
+
+    .. math::
+        \mathcal L_{nce} = -\tau\sum_{i=1}^N\log\frac{e^{-d_i^2/\tau}}
+            {\epsilon\,e^{-d_i^2/\tau}+\sum_{j\ne i}e^{-d_{ij}^2/\tau}},
+        \qquad d_i^2=\tfrac12\|f[i]-f[i']\|^2,\ d_{ij}^2=\tfrac12\|f[i]-f[j]\|^2 .
+
+    With :math:`\epsilon=1` and unit-norm rows, :math:`d^2 = 1-\cos`, and this is :math:`\tau` times
+    the sum over anchors of InfoNCE with cosine similarity and the other anchors as negatives.
+
+    Args:
+        f, f_pos: ``(N, K)`` outputs of the two views; tau: :math:`\tau>0`; eps: :math:`\epsilon\ge 0`.
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: for mismatched shapes, non-finite input, ``tau <= 0`` or a bad ``eps``.
+    """
+    n, tau, d_pos, logits = _info_nce_terms(f, f_pos, tau, eps)
+    return (d_pos + tau * torch.logsumexp(logits, dim=1)).sum()
+
+
+def info_nce_alpha(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
+    r"""The pairwise importance that makes InfoNCE an α-CL (book's derivation, chapter ``04_alpha_cl``):
+
+    .. math::
+        \alpha_{ij} = 2N^2\,\frac{e^{-d_{ij}^2/\tau}}{\epsilon e^{-d_i^2/\tau}+\sum_{k\ne i}e^{-d_{ik}^2/\tau}}
+        \ (j\ne i),\qquad \alpha_{ii}=0,
+
+    so that :math:`\nabla_\theta\mathcal L_{nce} = -\nabla_\theta\mathcal E_{\mathrm{sg}(\alpha)}`.
+    The result is detached (stop-gradient). Arguments and errors as :func:`info_nce_distance`.
+
+    Returns:
+        ``(N, N)``, row-normalised Gaussian weights scaled by :math:`2N^2`.
+    """
+    n, _, _, logits = _info_nce_terms(f.detach(), f_pos.detach(), tau, eps)
+    weights = torch.softmax(logits, dim=1)[:, :n]
+    return (2 * n * n) * weights
+
+
+def tangent_basis(w: torch.Tensor) -> torch.Tensor:
+    r"""An orthonormal basis ``(d, d-1)`` of the tangent space :math:`w^\perp` of the unit sphere at ``w``."""
+    check_shape("w", w, (None,))
+    _check_weight("w", w, w.shape[0])
+    w_hat = w / w.norm()
+    q, _ = torch.linalg.qr(torch.cat([w_hat[:, None], torch.eye(w.numel(), dtype=w.dtype, device=w.device)], 1))
+    return q[:, 1:w.numel()]
+
+
+def eigengap(a: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
+    r"""Rayleigh quotient :math:`\lambda_* = w^\top A w` and eigengap at a critical point ``w``.
+
+    :math:`\lambda_{\rm gap}(w) = \lambda_* - \lambda_{\max}(A|_{w^\perp})`: at an eigenvector
+    ``w`` of a symmetric ``A`` this is :math:`\lambda_*` minus the largest *other* eigenvalue
+    (the book's definition; negative when ``w`` is not the top eigenvector).
+
+    Args:
+        a: ``(d, d)`` symmetric; w: ``(d,)`` (normalised here).
+
+    Returns:
+        ``(lambda_star, lambda_gap)`` as floats.
+    """
+    check_matrix("a", a)
+    _check_weight("w", w, a.shape[0])
+    w_hat = w / w.norm()
+    basis = tangent_basis(w_hat)
+    lam = float(w_hat @ a @ w_hat)
+    others = torch.linalg.eigvalsh(basis.T @ (0.5 * (a + a.T)) @ basis)
+    return lam, lam - float(others.max())
+
+
+def local_roughness(
+    matrix_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, step: float = 1e-5
+) -> tuple[float, torch.Tensor]:
+    r"""Numerical local roughness :math:`\rho(w)` from its definition (seed 003), on the unit sphere:
+
+    .. math:: \|(A(v)-A(w))w\|_2 \le \rho(w)\,\|v-w\|_2 + O(\|v-w\|_2^2)\quad(\|v\|=1,\ v\to w).
+
+    The smallest such :math:`\rho` is the operator norm of the derivative :math:`B` of
+    :math:`v\mapsto A(v)w` along the sphere. :math:`B` is built column by column with central
+    differences :math:`(A(v_+)-A(v_-))w/(2\delta)`, :math:`v_\pm = (w\pm\delta e_k)/\|w\pm\delta e_k\|`,
+    over an orthonormal basis :math:`e_k` of :math:`w^\perp` (truncation error :math:`O(\delta^2)`).
+
+    Args:
+        matrix_fn: ``v -> A(v)``, ``(d,) -> (d, d)``.
+        w: ``(d,)`` point (normalised here).
+        step: :math:`\delta>0`.
+
+    Returns:
+        ``(rho, B)`` with ``B`` of shape ``(d, d-1)`` (columns along the tangent basis).
+
+    Raises:
+        ValueError: for a bad ``w`` or ``step <= 0``.
+    """
+    check_shape("w", w, (None,))
+    _check_weight("w", w, w.shape[0])
+    step = check_positive("step", step)
+    w_hat = w / w.norm()
+    basis = tangent_basis(w_hat)
+    columns = []
+    for k in range(basis.shape[1]):
+        v_plus = w_hat + step * basis[:, k]
+        v_minus = w_hat - step * basis[:, k]
+        a_plus = matrix_fn(v_plus / v_plus.norm())
+        a_minus = matrix_fn(v_minus / v_minus.norm())
+        columns.append((a_plus - a_minus) @ w_hat / (2 * step))
+    b = torch.stack(columns, dim=1)
+    return float(torch.linalg.matrix_norm(b, ord=2)), b
+
+
+def alpha_cl_dynamics(
+    matrix_fn: Callable[[torch.Tensor], torch.Tensor],
+    w0: torch.Tensor,
+    lr: float,
+    steps: int,
+) -> torch.Tensor:
+    r"""α-CL dynamics of one-layer nodes on the unit sphere (seed 003 update with sg(α)):
+
+    .. math:: w \leftarrow \frac{w + \eta\,(I-ww^\top)A(w)w}{\|w + \eta\,(I-ww^\top)A(w)w\|},
+
+    projected gradient ascent of :math:`\tfrac12 w^\top A(w)w` (α frozen inside each step, as
+    :math:`\nabla_w\tfrac12\mathbb C_{\mathrm{sg}(\alpha)}[h(w^\top x)] = A(w)w`).
+    Near a critical point the step multiplies tangent errors by :math:`1+\eta(\lambda_j-\lambda_*)`,
+    so :math:`\eta(\lambda_*-\lambda_{\min}) < 2` is needed for the iteration to settle.
+
+    Args:
+        matrix_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)` of a batch of nodes.
+        w0: ``(K, d)`` starting points (normalised here); lr: :math:`\eta>0`; steps: ``>= 1``.
+
+    Returns:
+        ``(K, d)`` unit-norm nodes after ``steps`` updates.
+
+    Raises:
+        ValueError: for bad shapes, ``lr <= 0`` or ``steps < 1``.
+    """
+    check_matrix("w0", w0)
+    lr = check_positive("lr", lr)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    w = w0 / w0.norm(dim=1, keepdim=True)
+    for _ in range(steps):
+        grad = torch.einsum("kij,kj->ki", matrix_fn(w), w)
+        grad = grad - (grad * w).sum(1, keepdim=True) * w
+        w = w + lr * grad
+        w = w / w.norm(dim=1, keepdim=True)
+    return w
+
+
+def _std_normal_pdf(a: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class LatentPatternModel:
+    r"""Latent-pattern data with Gaussian augmentation (the book's model, a reconstruction).
+
+    A latent pattern :math:`k\sim\mathrm{Categorical}(p)` gives the un-augmented point
+    :math:`x_0=\mu_k`; its two views are :math:`x, x' \overset{iid}{\sim}\mathcal N(\mu_k,\sigma^2 I_d)`.
+
+    For a unit :math:`w` and :math:`a_k = w^\top\mu_k/\sigma`, the gated views have the conditional
+    moments (ReLU; linear: :math:`m_k=\mu_k`, :math:`S_k=\sigma^2 I`)
+
+    .. math::
+        m_k(w) = \Phi(a_k)\mu_k + \sigma\varphi(a_k)w,\quad
+        S_k(w) = \Phi(a_k)(\mu_k\mu_k^\top+\sigma^2 I) + \sigma\varphi(a_k)(\mu_k w^\top + w\mu_k^\top)
+                 - \sigma^2 a_k\varphi(a_k) ww^\top - m_k m_k^\top,
+
+    and the population :math:`A(w)` for a pattern kernel :math:`\alpha_{ij}=\kappa_{k_ik_j}(w)`
+    (:math:`\kappa\equiv1` uniform; :math:`\kappa_{kl}=e^{-(h(w^\top\mu_k)-h(w^\top\mu_l))^2/2\tau}` Gaussian) is
+
+    .. math:: A(w) = \tfrac12\sum_{k,l}p_kp_l\,\kappa_{kl}\,(m_k-m_l)(m_k-m_l)^\top .
+
+    Args:
+        patterns: ``(G, d)`` pattern vectors :math:`\mu_k`.
+        probs: ``(G,)`` pattern probabilities.
+        sigma: augmentation noise :math:`\sigma>0`.
+
+    Raises:
+        ValueError: naming the argument, for bad shapes, probabilities off the simplex, ``sigma <= 0``.
+    """
+
+    patterns: torch.Tensor
+    probs: torch.Tensor
+    sigma: float
+
+    def __post_init__(self) -> None:
+        patterns = as_tensor(self.patterns)
+        check_matrix("patterns", patterns)
+        probs = as_tensor(self.probs, dtype=patterns.dtype, device=patterns.device)
+        check_shape("probs", probs, (patterns.shape[0],))
+        check_probability_vector("probs", probs)
+        object.__setattr__(self, "patterns", patterns)
+        object.__setattr__(self, "probs", probs)
+        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+
+    @property
+    def dim(self) -> int:
+        return self.patterns.shape[1]
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` draws ``(labels, x, x_pos)``: ``labels`` ``(n,)`` and two views ``(n, d)`` each."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        labels = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+        mu = self.patterns[labels]
+        shape, kw = mu.shape, {"dtype": mu.dtype, "device": mu.device, "generator": generator}
+        return labels, mu + self.sigma * torch.randn(shape, **kw), mu + self.sigma * torch.randn(shape, **kw)
+
+    def _unit(self, w: torch.Tensor) -> torch.Tensor:
+        check_shape("w", w, (self.dim,))
+        _check_weight("w", w, self.dim)
+        return w / w.norm()
+
+    def gated_moments(self, w: torch.Tensor, activation: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Conditional mean ``(G, d)`` and covariance ``(G, d, d)`` of :math:`\tilde x^w` given the pattern."""
+        _check_activation(activation)
+        w = self._unit(w)
+        mu, s = self.patterns, self.sigma
+        eye = torch.eye(self.dim, dtype=mu.dtype, device=mu.device)
+        if activation == "linear":
+            return mu.clone(), (s * s) * eye.expand(mu.shape[0], -1, -1).clone()
+        a = mu @ w / s
+        cdf, pdf = torch.special.ndtr(a), _std_normal_pdf(a)
+        m = cdf[:, None] * mu + s * pdf[:, None] * w
+        outer_mu = mu[:, :, None] * mu[:, None, :]
+        cross = mu[:, :, None] * w[None, None, :] + w[None, :, None] * mu[:, None, :]
+        second = (cdf[:, None, None] * (outer_mu + s * s * eye) + s * pdf[:, None, None] * cross
+                  - (s * s) * (a * pdf)[:, None, None] * torch.outer(w, w))
+        return m, second - m[:, :, None] * m[:, None, :]
+
+    def kernel(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
+        r"""Pattern kernel ``(G, G)``: ones (uniform α, ``tau=None``) or the Gaussian α on :math:`x_0=\mu_k`."""
+        _check_activation(activation)
+        w = self._unit(w)
+        g = self.patterns.shape[0]
+        if tau is None:
+            return torch.ones(g, g, dtype=w.dtype, device=w.device)
+        tau = check_positive("tau", tau)
+        f = _activation(activation, self.patterns @ w)
+        return torch.exp(-(f[:, None] - f[None, :]).pow(2) / (2 * tau))
+
+    def population_matrix(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
+        r"""Population :math:`A(w)=\tfrac12\sum_{kl}p_kp_l\kappa_{kl}(m_k-m_l)(m_k-m_l)^\top`, ``(d, d)``."""
+        m, _ = self.gated_moments(w, activation)
+        weights = self.probs[:, None] * self.probs[None, :] * self.kernel(w, activation, tau)
+        diff = m[:, None, :] - m[None, :, :]
+        return 0.5 * torch.einsum("kl,kli,klj->ij", weights, diff, diff)
+
+    def population_matrices(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
+        """:meth:`population_matrix` of each row of ``w`` (``(K, d)``, rows normalised), stacked ``(K, d, d)``."""
+        _check_activation(activation)
+        check_shape("w", w, (None, self.dim))
+        check_finite("w", w)
+        norms = w.norm(dim=1, keepdim=True)
+        if bool((norms == 0).any()):
+            raise ValueError("w must have non-zero rows")
+        w = w / norms
+        mu, s = self.patterns, self.sigma
+        pre = w @ mu.T  # (K, G)
+        if activation == "linear":
+            m = mu.expand(w.shape[0], -1, -1)
+        else:
+            a = pre / s
+            m = torch.special.ndtr(a)[..., None] * mu + s * _std_normal_pdf(a)[..., None] * w[:, None, :]
+        weights = self.probs[:, None] * self.probs[None, :]
+        if tau is not None:
+            tau = check_positive("tau", tau)
+            f = _activation(activation, pre)
+            weights = weights * torch.exp(-(f[:, :, None] - f[:, None, :]).pow(2) / (2 * tau))
+        else:
+            weights = weights.expand(w.shape[0], -1, -1)
+        diff = m[:, :, None, :] - m[:, None, :, :]
+        return 0.5 * torch.einsum("bkl,bkli,bklj->bij", weights, diff, diff)
+
+    def expected_empirical_matrix(
+        self, w: torch.Tensor, n: int, activation: str = "relu", tau: float | None = None
+    ) -> torch.Tensor:
+        r"""Exact mean of the empirical :math:`A(w)` on ``n`` i.i.d. pairs, α from the pattern kernel:
+
+        .. math:: \mathbb E[\hat A_N(w)] = (1-\tfrac1N)A(w) - \tfrac1N\sum_k p_k S_k(w)
+
+        (the :math:`i=j` terms keep their negative second part; see chapter ``04_alpha_cl``).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        _, cov = self.gated_moments(w, activation)
+        within = torch.einsum("k,kij->ij", self.probs, cov)
+        return (1 - 1 / n) * self.population_matrix(w, activation, tau) - within / n
+
+    def roughness_bound(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> float:
+        r"""The book's upper bound on :math:`\rho(w)` (Lemma ``lem-rho-bound`` of chapter ``04_alpha_cl``).
+
+        With :math:`c_{kl}=(m_k-m_l)^\top w`, :math:`P = I-ww^\top`, and for ReLU
+        :math:`\gamma_k=\varphi(a_k)\big(\|P\mu_k\|^2/\sigma+\sigma\big)`
+        (linear: :math:`\gamma_k=0`),
+
+        .. math::
+            R(w)=\sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\Big[\gamma_k
+              + \frac{|\Delta_{kl}|}{2\tau}\,\|P(h'_k\mu_k-h'_l\mu_l)\|\,\|m_k-m_l\|\Big],
+
+        :math:`\Delta_{kl}=h(w^\top\mu_k)-h(w^\top\mu_l)`, :math:`h'_k = h'(w^\top\mu_k)`; the
+        bracket's second term is absent for uniform α. Valid where no :math:`w^\top\mu_k` is 0 (ReLU).
+        """
+        _check_activation(activation)
+        w = self._unit(w)
+        mu, s = self.patterns, self.sigma
+        m, _ = self.gated_moments(w, activation)
+        proj = mu - (mu @ w)[:, None] * w
+        if activation == "linear":
+            gamma = torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
+        else:
+            a = mu @ w / s
+            pn = proj.norm(dim=1)
+            gamma = _std_normal_pdf(a) * (pn.pow(2) / s + s)
+        diff = m[:, None, :] - m[None, :, :]
+        c = (diff @ w).abs()
+        kappa = self.kernel(w, activation, tau)
+        bracket = gamma[:, None].expand_as(c)
+        if tau is not None:
+            pre = mu @ w
+            f, fprime = _activation(activation, pre), _activation_derivative(activation, pre)
+            delta = (f[:, None] - f[None, :]).abs()
+            gated_proj = fprime[:, None] * proj
+            dk = (gated_proj[:, None, :] - gated_proj[None, :, :]).norm(dim=-1)
+            bracket = bracket + delta / (2 * tau) * dk * diff.norm(dim=-1)
+        weights = self.probs[:, None] * self.probs[None, :] * kappa
+        return float((weights * c * bracket).sum())
