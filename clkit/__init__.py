@@ -7,7 +7,7 @@ closed forms and bounds (``projection``, ``fisher``, ``alpha_cl``, ``arcl``, ``g
 Every public name of every module (its ``__all__``) is re-exported here.
 """
 
-from . import claims, device, losses, mixtures, scale, stats, style, projection, subspaces, fisher, alpha_cl, arcl, generalization
+from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization
 from .claims import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
@@ -15,6 +15,7 @@ from .mixtures import *  # noqa: F401,F403
 from .scale import *  # noqa: F401,F403
 from .stats import *  # noqa: F401,F403
 from .style import *  # noqa: F401,F403
+from .progress_bars import *  # noqa: F401,F403
 from .projection import *  # noqa: F401,F403
 from .subspaces import *  # noqa: F401,F403
 from .fisher import *  # noqa: F401,F403
@@ -24,10 +25,21 @@ from .generalization import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
-__all__ = sorted(
-    name
-    for module in (
-        claims, device, losses, mixtures, scale, stats, style, projection, subspaces, fisher, alpha_cl, arcl, generalization,
-    )
-    for name in module.__all__
+_MODULES = (
+    claims, device, losses, mixtures, scale, stats, style, progress_bars,
+    projection, subspaces, fisher, alpha_cl, arcl, generalization,
 )
+
+
+def _public_names() -> list[str]:
+    """Every module's ``__all__``; a name exported by two modules would shadow one silently: refuse it."""
+    owner: dict[str, str] = {}
+    for module in _MODULES:
+        for name in module.__all__:
+            if name in owner:
+                raise ImportError(f"clkit: {name!r} is exported by both clkit.{owner[name]} and {module.__name__}")
+            owner[name] = module.__name__.rsplit(".", 1)[-1]
+    return sorted(owner)
+
+
+__all__ = _public_names()
