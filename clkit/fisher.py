@@ -33,9 +33,11 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from ._validation import check_finite, check_matrix, check_positive_definite, check_probability_vector, check_shape
+from ._validation import check_finite, check_positive, check_matrix, check_positive_definite, check_probability_vector, check_shape
 from .device import as_tensor
+from .losses import pair_info_nce
 from .mixtures import GaussianMixture
+from .progress_bars import progress
 from .subspaces import orthonormal_basis
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "pair_info_nce_integrand",
     "population_clip_loss",
     "minimize_population_loss",
+    "train_pair_info_nce_minibatch",
 ]
 
 
@@ -502,3 +505,107 @@ def minimize_population_loss(
     result.x, result.jac, result.newton_steps, result.newton_history = x, grad, kept, history
     final = tuple(p.detach() for p in unpack(x))
     return final, result
+
+
+def train_pair_info_nce_minibatch(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    a0: torch.Tensor,
+    *,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    generator: torch.Generator,
+    optimizer: str = "adam",
+    drop_last: bool = False,
+    show_progress: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Minibatch training of the linear map :math:`f(x) = A^\top x` with the pair InfoNCE loss.
+
+    Each epoch draws a random permutation of the ``n`` training pairs (from ``generator``) and
+    cuts it into minibatches :math:`B` of ``batch_size`` pairs (the last, smaller one is kept if
+    it holds at least two pairs and ``drop_last`` is false, skipped otherwise). On each minibatch one step of Adam (or plain SGD) is taken on
+
+    .. math::
+        \mathcal L_B(A) = -\frac1{|B|}\sum_{i\in B}\log
+          \frac{e^{x_i^\top AA^\top\hat x_i}}{\frac1{|B|-1}\sum_{j\in B,\,j\ne i}e^{x_i^\top AA^\top\hat x_j}}
+
+    (:func:`clkit.pair_info_nce` on the batch: the in-batch, sample version of the population
+    InfoNCE loss of Bansal, Kavis & Sanghavi 2024, InfoNCE slide). With gradient :math:`g_t` at
+    step :math:`t = 1,\dots,T` the updates are SGD, :math:`A_t = A_{t-1} - \eta_t g_t`, or Adam
+    (Kingma & Ba 2015, Algorithm 1, :math:`\beta_1 = 0.9`, :math:`\beta_2 = 0.999`,
+    :math:`\epsilon = 10^{-8}`): :math:`m_t = \beta_1m_{t-1} + (1-\beta_1)g_t`,
+    :math:`v_t = \beta_2v_{t-1} + (1-\beta_2)g_t^{2}`,
+    :math:`A_t = A_{t-1} - \eta_t\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)` with
+    :math:`\hat m_t = m_t/(1-\beta_1^t)`, :math:`\hat v_t = v_t/(1-\beta_2^t)` (entrywise). The
+    learning rate :math:`\eta_t = \eta_0(1 - (t-1)/T)` decays linearly from ``lr`` towards ``0``,
+    so the iterates settle instead of fluctuating at a level set by the step size. Note that :math:`\mathbb E_B\mathcal L_B` is *not* the full-batch
+    loss :math:`\mathcal L_{[n]}` (the log of an in-batch mean is biased by :math:`O(1/|B|)`), so
+    the iterates approach the full-batch minimiser only up to that bias.
+
+    Args:
+        x, x_hat: ``(n, d)`` training pairs, ``n >= 2``.
+        a0: ``(d, r)`` initial :math:`A` (its dtype and device are used throughout).
+        batch_size: pairs per minibatch, an int in ``[2, n]``.
+        epochs: passes over the data, a positive int.
+        lr: initial learning rate, ``> 0``.
+        generator: the only source of randomness (the permutations); on the device of ``x``.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        drop_last: skip the incomplete last minibatch of each epoch, so every step sees exactly
+            ``batch_size`` pairs.
+        show_progress: passed (negated) to :func:`clkit.progress` as ``disable``; ``None`` lets
+            tqdm decide.
+
+    Returns:
+        ``(a, trajectory)``: the final ``(d, r)`` matrix and the ``(epochs + 1, d, r)`` iterates at
+        the start and after each epoch (detached).
+
+    Raises:
+        ValueError: naming the argument, for inconsistent shapes, non-finite inputs, a batch size
+            outside ``[2, n]``, non-positive ``epochs`` or ``lr``, or an unknown ``optimizer``.
+    """
+    check_shape("x", x, (None, None))
+    n, d = x.shape
+    check_shape("x_hat", x_hat, (n, d))
+    check_shape("a0", a0, (d, None))
+    for name, t in (("x", x), ("x_hat", x_hat), ("a0", a0)):
+        check_finite(name, t)
+    if n < 2:
+        raise ValueError(f"x must hold at least two pairs, got {n}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (2 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an int in [2, {n}], got {batch_size!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    lr = check_positive("lr", lr)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    x = x.to(dtype=a0.dtype, device=a0.device)
+    x_hat = x_hat.to(dtype=a0.dtype, device=a0.device)
+    a = a0.detach().clone()
+    # Adam's moment estimates (Kingma & Ba 2015, Algorithm 1, default betas and epsilon), written
+    # out: importing torch.optim pulls in torch._dynamo, about a second on a 2-core machine.
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    m, v = torch.zeros_like(a), torch.zeros_like(a)
+    starts = [s for s in range(0, n, batch_size) if n - s >= (batch_size if drop_last else 2)]
+    total_steps = epochs * len(starts)
+    step = 0
+    trajectory = [a.clone()]
+    disable = None if show_progress is None else not show_progress
+    for _ in progress(range(epochs), desc="minibatch InfoNCE", disable=disable):
+        order = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
+        for s in starts:
+            idx = order[s : s + batch_size]
+            a_var = a.requires_grad_(True)
+            (grad,) = torch.autograd.grad(pair_info_nce(x[idx] @ a_var, x_hat[idx] @ a_var), a_var)
+            a = a.detach()
+            rate = lr * (1.0 - step / total_steps)
+            step += 1
+            if optimizer == "sgd":
+                a = a - rate * grad
+            else:
+                m = beta1 * m + (1 - beta1) * grad
+                v = beta2 * v + (1 - beta2) * grad * grad
+                m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+                a = a - rate * m_hat / (v_hat.sqrt() + eps)
+        trajectory.append(a.clone())
+    return a, torch.stack(trajectory)

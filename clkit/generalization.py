@@ -17,8 +17,9 @@ docstring:
 
 The synthetic data set (:class:`AngularLatticeClasses`) puts the inputs on a lattice of ``N``
 points of the unit circle, and the augmentation (:class:`RotationAugmentation`) rotates by a whole
-number of lattice steps in :math:`\{-m,\dots,m\}`, uniformly. Every population quantity is then a
-finite sum and is computed exactly.
+number of lattice steps in :math:`\{-m,\dots,m\}`, uniformly, optionally composed with a rotation
+by a multiple of a *jump* (which links the parts of a class when classes come in several parts).
+Every population quantity is then a finite sum and is computed exactly.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "class_centres",
     "nearest_centre_predict",
     "nearest_centre_error",
+    "min_arc_classifier_error",
     "augmentation_spread",
     "alignment_failure_probability",
     "alignment_tail_bound",
@@ -80,20 +82,24 @@ class AngularLatticeClasses:
     r"""``K`` classes on a lattice of ``N`` points of the unit circle (the book's synthetic data set).
 
     Lattice point :math:`j` is :math:`x_j = (\cos 2\pi j/N, \sin 2\pi j/N)`. Class :math:`k` has
-    weight :math:`p_k`, centre :math:`c_k = kN/K` and the discretised, truncated Gaussian law
+    weight :math:`p_k` and :math:`P` parts (``n_parts``) centred at
+    :math:`c_{k,p} = (k + pK)\,N/(KP)`, :math:`p = 0,\dots,P-1` (so with :math:`P > 1` the parts of
+    the classes interleave around the circle), and the discretised, truncated Gaussian law
 
     .. math::
-        \mathbb P[x = x_j \mid k] \propto \exp\Big(-\frac{\mathrm{d}(j, c_k)^2}{2s^2}\Big)\,
-        \mathbb 1[\mathrm{d}(j, c_k)\le W],
+        \mathbb P[x = x_j \mid k] \propto \exp\Big(-\frac{\mathrm{d}_k(j)^2}{2s^2}\Big)\,
+        \mathbb 1[\mathrm{d}_k(j)\le W],\qquad \mathrm{d}_k(j) = \min_p \mathrm{d}(j, c_{k,p}),
 
     with :math:`\mathrm{d}` the circular distance in lattice steps, so the supports are disjoint
-    arcs and the label is a function of the input.
+    arcs, each part has mass :math:`1/P` of its class, and the label is a function of the input.
+    With :math:`P = 1` the centre of class :math:`k` is :math:`c_k = kN/K`.
 
     Args:
-        n_points: ``N``, a multiple of the number of classes.
+        n_points: ``N``, a multiple of ``K * n_parts``.
         weights: ``(K,)`` class probabilities :math:`p_k`; fixes dtype and device.
         class_std: :math:`s > 0` in lattice steps.
-        half_width: :math:`W \ge 0`, with :math:`2W + 1 \le N/K` (disjoint supports).
+        half_width: :math:`W \ge 0`, with :math:`2W + 1 \le N/(KP)` (disjoint supports).
+        n_parts: :math:`P \ge 1`, the number of parts of each class (default 1).
 
     Raises:
         ValueError: naming the argument that is invalid.
@@ -103,19 +109,21 @@ class AngularLatticeClasses:
     weights: torch.Tensor
     class_std: float
     half_width: int
+    n_parts: int = 1
 
     def __post_init__(self) -> None:
         check_probability_vector("weights", self.weights)
         if not self.weights.is_floating_point():
             raise ValueError(f"weights must be floating point, got {self.weights.dtype}")
-        n_classes = self.weights.shape[0]
+        _check_int("n_parts", self.n_parts, 1)
+        arcs = self.weights.shape[0] * self.n_parts
         _check_int("n_points", self.n_points, 2)
-        if self.n_points % n_classes:
-            raise ValueError(f"n_points must be a multiple of the number of classes {n_classes}, got {self.n_points}")
+        if self.n_points % arcs:
+            raise ValueError(f"n_points must be a multiple of K * n_parts = {arcs}, got {self.n_points}")
         check_positive("class_std", self.class_std)
         _check_int("half_width", self.half_width, 0)
-        if 2 * self.half_width + 1 > self.n_points // n_classes:
-            raise ValueError(f"half_width must satisfy 2W+1 <= N/K = {self.n_points // n_classes}, got {self.half_width}")
+        if 2 * self.half_width + 1 > self.n_points // arcs:
+            raise ValueError(f"half_width must satisfy 2W+1 <= N/(K P) = {self.n_points // arcs}, got {self.half_width}")
 
     @property
     def n_classes(self) -> int:
@@ -123,8 +131,15 @@ class AngularLatticeClasses:
 
     @property
     def centres(self) -> torch.Tensor:
-        """``(K,)`` lattice indices :math:`c_k = kN/K` of the class centres."""
-        return torch.arange(self.n_classes, device=self.weights.device) * (self.n_points // self.n_classes)
+        """``(K,)`` lattice indices :math:`c_{k,0} = kN/(KP)` of the first part of each class."""
+        return self.part_centres[:, 0]
+
+    @property
+    def part_centres(self) -> torch.Tensor:
+        """``(K, P)`` lattice indices :math:`c_{k,p} = (k + pK)N/(KP)` of the parts of each class."""
+        k = torch.arange(self.n_classes, device=self.weights.device)
+        p = torch.arange(self.n_parts, device=self.weights.device)
+        return (k[:, None] + p[None, :] * self.n_classes) * (self.n_points // (self.n_classes * self.n_parts))
 
     def points(self) -> torch.Tensor:
         """``(N, 2)`` coordinates of the lattice points."""
@@ -132,9 +147,15 @@ class AngularLatticeClasses:
         return torch.stack([torch.cos(angle / self.n_points), torch.sin(angle / self.n_points)], dim=1)
 
     def circular_offsets(self) -> torch.Tensor:
-        """``(K, N)`` signed circular offsets :math:`j - c_k` in lattice steps, in ``[-N/2, N/2)``."""
+        """``(K, N)`` signed circular offsets :math:`j - c_{k,p}` to the nearest part of class ``k``.
+
+        In lattice steps, in ``[-N/2, N/2)``; with one part, :math:`j - c_k`.
+        """
         j = torch.arange(self.n_points, device=self.weights.device)
-        return (j[None, :] - self.centres[:, None] + self.n_points // 2) % self.n_points - self.n_points // 2
+        n = self.n_points
+        offsets = (j[None, None, :] - self.part_centres[:, :, None] + n // 2) % n - n // 2  # (K, P, N)
+        nearest = offsets.abs().argmin(dim=1, keepdim=True)
+        return offsets.gather(1, nearest).squeeze(1)
 
     def class_distributions(self) -> torch.Tensor:
         """``(K, N)`` conditional laws :math:`\\mathbb P[x = x_j\\mid k]` (rows sum to 1)."""
@@ -166,9 +187,16 @@ class AngularLatticeClasses:
 class RotationAugmentation:
     r"""Rotations by :math:`t\in\{-m,\dots,m\}` lattice steps, uniformly: :math:`A(x_j)=\{x_{j+t}\}`.
 
-    The identity (:math:`t=0`) is in every :math:`A(x)`. All the laws the theory needs are exact:
+    Optionally composed with a *jump*: a rotation by :math:`uJ` lattice steps, :math:`u` uniform on
+    :math:`\{0,\dots,N/J-1\}` and independent of :math:`t`, so that
+    :math:`A(x_j)=\{x_{j+t+uJ}\}` (the book's model of composing a second transformation with the
+    first). With ``jump = N/P`` and a data set of ``P`` parts per class the jump maps each part of a
+    class onto the next and never changes the class.
 
-    * ``view_indices`` ``(N, M)``, :math:`M = 2m+1`: the views of each lattice point;
+    The identity (:math:`t=u=0`) is in every :math:`A(x)`. All the laws the theory needs are exact:
+
+    * ``view_indices`` ``(N, M)``, :math:`M = (2m+1)N/J` (:math:`2m+1` without jump): the views of
+      each lattice point;
     * ``view_matrix`` :math:`B` ``(N, N)``, :math:`B_{xy} = \mathbb P[\text{view} = y \mid x]`;
     * ``class_view_distributions`` :math:`q_k = \mathbb P[\cdot\mid k]\,B` ``(K, N)``, the law of an
       augmented view of class :math:`k`, so that :math:`\mu_k = q_k f`;
@@ -178,14 +206,16 @@ class RotationAugmentation:
 
     Args:
         data: the data set.
-        max_shift: :math:`m\ge 0`, with :math:`2m+1 \le N/3` (so that arcs stay arcs).
+        max_shift: :math:`m\ge 0`, with :math:`3(2m+1) \le J` (so that arcs stay arcs).
+        jump: :math:`J`, a divisor of ``N``; ``0`` (default) or ``N`` for no jump.
 
     Raises:
-        ValueError: if ``max_shift`` is not an integer in range.
+        ValueError: if ``max_shift`` or ``jump`` is not an integer in range.
     """
 
     data: AngularLatticeClasses
     max_shift: int
+    jump: int = 0
     view_indices: torch.Tensor = field(init=False, repr=False)
     view_matrix: torch.Tensor = field(init=False, repr=False)
     class_view_distributions: torch.Tensor = field(init=False, repr=False)
@@ -195,10 +225,15 @@ class RotationAugmentation:
     def __post_init__(self) -> None:
         _check_int("max_shift", self.max_shift, 0)
         n = self.data.n_points
-        if 3 * (2 * self.max_shift + 1) > n:
-            raise ValueError(f"max_shift must satisfy 3(2m+1) <= N = {n}, got {self.max_shift}")
+        _check_int("jump", self.jump, 0)
+        if self.jump > n or (self.jump and n % self.jump):
+            raise ValueError(f"jump must be 0 or a divisor of N = {n}, got {self.jump}")
+        if 3 * (2 * self.max_shift + 1) > self.period:
+            raise ValueError(f"max_shift must satisfy 3(2m+1) <= J = {self.period}, got {self.max_shift}")
         device, dtype = self.data.weights.device, self.data.weights.dtype
-        shifts = torch.arange(-self.max_shift, self.max_shift + 1, device=device)
+        small = torch.arange(-self.max_shift, self.max_shift + 1, device=device)
+        jumps = torch.arange(0, n, self.period, device=device)
+        shifts = (jumps[:, None] + small[None, :]).flatten()
         views = (torch.arange(n, device=device)[:, None] + shifts[None, :]) % n
         b = torch.zeros(n, n, dtype=dtype, device=device)
         b.scatter_add_(1, views, torch.full(views.shape, 1.0 / views.shape[1], dtype=dtype, device=device))
@@ -210,14 +245,23 @@ class RotationAugmentation:
         object.__setattr__(self, "pair_distribution", b.T @ (marginal[:, None] * b))
 
     @property
+    def period(self) -> int:
+        """:math:`J`, the jump (``N`` when there is none)."""
+        return self.jump if self.jump else self.data.n_points
+
+    @property
     def n_views(self) -> int:
-        """:math:`M = 2m + 1`, the size of each :math:`A(x)`."""
-        return 2 * self.max_shift + 1
+        """:math:`M = (2m + 1)N/J`, the size of each :math:`A(x)`."""
+        return (2 * self.max_shift + 1) * (self.data.n_points // self.period)
 
     def sample_views(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One uniformly drawn view (a lattice index) of each input in ``indices``."""
         shifts = torch.randint(-self.max_shift, self.max_shift + 1, indices.shape, generator=generator,
                                device=indices.device)
+        n_jumps = self.data.n_points // self.period
+        if n_jumps > 1:
+            shifts = shifts + self.period * torch.randint(0, n_jumps, indices.shape, generator=generator,
+                                                          device=indices.device)
         return (indices + shifts) % self.data.n_points
 
     def main_part(self, delta: float = 0.0) -> tuple[float, torch.Tensor]:
@@ -225,29 +269,34 @@ class RotationAugmentation:
 
         Two lattice points :math:`g` steps apart have augmented distance
         :math:`d_A = 2\sin\big(\pi\max(0, g-2m)/N\big)` (the arcs :math:`A(x)` overlap while
-        :math:`g\le 2m`). A set whose pairwise :math:`d_A` is at most :math:`\delta` is therefore a set
-        of pairwise circular gap at most :math:`D = 2m + g_\delta`, with :math:`g_\delta` the largest
-        gap whose chord is :math:`\le\delta`; for :math:`D < N/3` such a set lies in an arc of
-        :math:`D` steps. So :math:`C_k^0` is the heaviest arc of :math:`D+1` lattice points and
+        :math:`g\le 2m`), with :math:`g` the circular gap modulo the jump :math:`J` (the closest pair of
+        copies). A set whose pairwise :math:`d_A` is at most :math:`\delta` is therefore a set of
+        pairwise gap (mod :math:`J`) at most :math:`D = 2m + g_\delta`, with :math:`g_\delta` the largest
+        gap whose chord is :math:`\le\delta`; for :math:`D < J/3` such a set lies in the union
+        :math:`S_c` of an arc of :math:`D` steps and its copies rotated by multiples of :math:`J`. So
+        :math:`C_k^0` is the heaviest such union and
 
         .. math::
-            \sigma = \min_k \max_{c}\ \mathbb P\big[x\in\{x_c,\dots,x_{c+D}\}\mid k\big].
+            \sigma = \min_k \max_{c}\ \mathbb P\big[x\in S_c\mid k\big],\qquad
+            S_c = \{x_{c+i+uJ}: 0\le i\le D,\ 0\le u < N/J\}.
 
         Returns:
             ``(sigma, mask)`` with ``mask`` ``(K, N)`` the indicator of each class's main part.
 
         Raises:
-            ValueError: if ``delta < 0`` or the arc would not be shorter than :math:`N/3`.
+            ValueError: if ``delta < 0`` or the arc would not be shorter than :math:`J/3`.
         """
         delta = check_nonnegative("delta", delta)
         n = self.data.n_points
         gaps = torch.arange(n // 2 + 1, dtype=torch.float64)
         g_delta = int((2 * torch.sin(math.pi * gaps / n) <= delta + 1e-15).nonzero().max())
         diameter = 2 * self.max_shift + g_delta
-        if 3 * diameter >= n:
-            raise ValueError(f"delta too large: main-part arcs of {diameter} steps are not shorter than N/3")
+        if 3 * diameter >= self.period:
+            raise ValueError(f"delta too large: main-part arcs of {diameter} steps are not shorter than J/3")
         device = self.data.weights.device
-        window = (torch.arange(n, device=device)[:, None] + torch.arange(diameter + 1, device=device)[None, :]) % n
+        arc = torch.arange(diameter + 1, device=device)
+        copies = (torch.arange(0, n, self.period, device=device)[:, None] + arc[None, :]).flatten()
+        window = (torch.arange(n, device=device)[:, None] + copies[None, :]) % n
         conditional = self.data.class_distributions()
         mass = conditional[:, window].sum(dim=-1)  # (K, N): mass of the arc starting at each point
         best = mass.argmax(dim=1)
@@ -335,6 +384,46 @@ def nearest_centre_error(predictions: torch.Tensor, joint: torch.Tensor) -> floa
     check_shape("predictions", predictions, (joint.shape[1],))
     classes = torch.arange(joint.shape[0], device=joint.device)
     return float((joint * (predictions[None, :] != classes[:, None])).sum())
+
+
+def min_arc_classifier_error(embeddings: torch.Tensor, joint: torch.Tensor) -> float:
+    r"""Smallest error of any *arc classifier* of a planar embedding on a circle (two classes; the book's).
+
+    When every :math:`f(x)` lies on the circle :math:`\|f\| = r` of :math:`\mathbb R^2`, every
+    two-class linear rule :math:`\mathbb 1[w^\top f(x) > b]`, the nearest-centre rule
+    :math:`G_f` among them (:math:`\|f-\mu_0\|^2 \le \|f-\mu_1\|^2` is a half-plane), predicts class
+    0 on an arc of the circle and class 1 on the rest. Sorting the points by angle, an arc is a
+    cyclic run :math:`S` of consecutive points, and
+
+    .. math::
+        \min_S\Big(\sum_{j\in S}\mathbb P[x_j, y = 1] + \sum_{j\notin S}\mathbb P[x_j, y = 0]\Big)
+        \le \mathrm{Err}(G_f),
+
+    the minimum running over all runs, the empty one and the full circle. Points with equal angles
+    may be split by a run, which only lowers the minimum, so it stays a lower bound.
+
+    Args:
+        embeddings: ``(N, 2)`` embeddings of the lattice points (of equal norm).
+        joint: ``(2, N)`` joint law of (label, input).
+
+    Returns:
+        The minimum error (a float).
+
+    Raises:
+        ValueError: unless ``embeddings`` is ``(N, 2)`` and ``joint`` is ``(2, N)``.
+    """
+    check_shape("embeddings", embeddings, (None, 2))
+    check_shape("joint", joint, (2, embeddings.shape[0]))
+    order = torch.atan2(embeddings[:, 1], embeddings[:, 0]).argsort()
+    # gain of putting point j in the class-0 arc: P[x_j, y=0] - P[x_j, y=1]
+    gain = (joint[0] - joint[1])[order]
+    n = gain.shape[0]
+    doubled = torch.cat([gain, gain])
+    prefix = torch.cat([torch.zeros(1, dtype=gain.dtype, device=gain.device), doubled.cumsum(0)])
+    start = torch.arange(n, device=gain.device)[:, None]
+    length = torch.arange(n + 1, device=gain.device)[None, :]
+    run_gain = prefix[start + length] - prefix[start]  # (n, n+1): gain of the run of `length` from `start`
+    return float(joint[0].sum() - run_gain.max())
 
 
 def augmentation_spread(view_embeddings: torch.Tensor) -> torch.Tensor:

@@ -214,3 +214,94 @@ def test_population_loss_refuses_mixtures_without_shared_covariance():
     other = clkit.GaussianMixture(mix.weights, mix.means, covs)
     with pytest.raises(ValueError, match="shared covariance"):
         clkit.population_pair_info_nce(torch.ones(3, 2, dtype=F64), other, 1.0)
+
+
+def _pairs(n: int = 120, seed: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mix = _mixture(k=2, d=4, seed=seed)
+    x, x_hat, _, _ = clkit.sample_augmentation_pairs(mix, n, 1.0, _gen(seed))
+    a0 = 0.3 * torch.randn(4, 1, generator=torch.Generator().manual_seed(seed + 1), dtype=F64)
+    return x, x_hat, a0
+
+
+def test_minibatch_sgd_with_one_full_batch_is_gradient_descent_on_the_full_loss():
+    # batch_size = n: every step sees all pairs (permuted together, which leaves the loss unchanged),
+    # so the iterates are plain gradient descent with the linearly decaying rate, written out here.
+    x, x_hat, a0 = _pairs()
+    epochs, lr = 15, 0.2
+    a_fn, trajectory = clkit.train_pair_info_nce_minibatch(
+        x, x_hat, a0, batch_size=x.shape[0], epochs=epochs, lr=lr, generator=_gen(0), optimizer="sgd"
+    )
+    a = a0.clone()
+    for t in range(epochs):
+        a_var = a.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(clkit.pair_info_nce(x @ a_var, x_hat @ a_var), a_var)
+        a = a - lr * (1 - t / epochs) * g
+        assert torch.allclose(trajectory[t + 1], a, rtol=0, atol=1e-12)
+    assert torch.allclose(a_fn, a, rtol=0, atol=1e-12)
+    assert trajectory.shape == (epochs + 1, 4, 1) and torch.equal(trajectory[0], a0)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_minibatch_adam_matches_torch_optim_adam_on_the_same_batches(drop_last):
+    x, x_hat, a0 = _pairs(n=60)
+    n, batch, epochs, lr = 60, 16, 5, 0.05  # 60 = 3 x 16 + 12: the smaller last batch is kept unless drop_last
+    a_fn, _ = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=batch, epochs=epochs, lr=lr,
+                                                  generator=_gen(1), drop_last=drop_last)
+    starts = range(0, 48 if drop_last else n, batch)
+    gen = _gen(1)  # replay the same permutations
+    a = a0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([a], lr=lr)
+    total = epochs * len(starts)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / total)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in starts:
+            idx = order[s:s + batch]
+            opt.zero_grad()
+            clkit.pair_info_nce(x[idx] @ a, x_hat[idx] @ a).backward()
+            opt.step()
+            sched.step()
+    assert torch.allclose(a_fn, a.detach(), rtol=0, atol=1e-12)
+
+
+def test_minibatch_training_converges_to_the_full_batch_minimiser_when_batches_are_full():
+    x, x_hat, a0 = _pairs()
+
+    def loss(a):
+        return clkit.pair_info_nce(x @ a, x_hat @ a)
+
+    (a_star,), _ = clkit.minimize_population_loss(loss, (a0,), gtol=1e-10)
+    a_fn, _ = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=x.shape[0], epochs=400, lr=0.05,
+                                                  generator=_gen(2))
+    assert float(clkit.principal_angles(a_fn, a_star).max()) < 1e-4
+    assert float(loss(a_fn) - loss(a_star)) < 1e-8
+
+
+def test_minibatch_training_is_deterministic_given_the_seed():
+    x, x_hat, a0 = _pairs()
+    first = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=16, epochs=3, lr=0.05, generator=_gen(3))
+    second = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=16, epochs=3, lr=0.05, generator=_gen(3))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    third = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=16, epochs=3, lr=0.05, generator=_gen(4))
+    assert not torch.equal(first[0], third[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"batch_size": 1}, "batch_size"),
+        ({"batch_size": 500}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -0.1}, "lr"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+    ],
+)
+def test_minibatch_training_bad_input_raises_value_error_naming_the_argument(kwargs, argument):
+    x, x_hat, a0 = _pairs()
+    options = {"batch_size": 16, "epochs": 2, "lr": 0.05, "generator": _gen(5)} | kwargs
+    with pytest.raises(ValueError, match=argument):
+        clkit.train_pair_info_nce_minibatch(x, x_hat, a0, **options)
+    with pytest.raises(ValueError, match="x_hat"):
+        clkit.train_pair_info_nce_minibatch(x, x_hat[:-1], a0, batch_size=16, epochs=2, lr=0.05, generator=_gen(5))
+    with pytest.raises(ValueError, match="a0"):
+        clkit.train_pair_info_nce_minibatch(x, x_hat, a0[:-1], batch_size=16, epochs=2, lr=0.05, generator=_gen(5))

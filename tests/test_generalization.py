@@ -277,3 +277,135 @@ def test_bad_input_raises_value_error_naming_argument(call, name):
     w = torch.full((3,), 1 / 3, dtype=DT)
     with pytest.raises(ValueError, match=name):
         call(w)
+
+
+# --------------------------------------------------------------------------------------------------
+# Classes in parts, composed (jump) augmentation, arc classifiers
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parts_data() -> AngularLatticeClasses:
+    return AngularLatticeClasses(72, torch.tensor([0.4, 0.6], dtype=DT), 1.5, 4, n_parts=3)
+
+
+def test_parts_laws_have_equal_part_masses_and_interleave(parts_data):
+    cond = parts_data.class_distributions()
+    n = parts_data.n_points
+    centres = parts_data.part_centres
+    assert centres.tolist() == [[0, 24, 48], [12, 36, 60]]
+    for k in range(2):
+        for c in centres[k].tolist():
+            window = [(c + t) % n for t in range(-4, 5)]
+            assert float(cond[k, window].sum()) == pytest.approx(1 / 3, abs=1e-14)
+    assert int((cond > 0).sum(dim=0).max()) == 1
+    one_part = AngularLatticeClasses(72, torch.tensor([0.4, 0.6], dtype=DT), 1.5, 4)
+    assert one_part.centres.tolist() == [0, 36]
+    assert torch.equal(one_part.circular_offsets()[1], (torch.arange(72) - 36 + 36) % 72 - 36)
+
+
+def test_jump_views_match_rotated_coordinates_and_keep_the_label(parts_data):
+    aug = RotationAugmentation(parts_data, 1, jump=24)
+    n = parts_data.n_points
+    assert aug.n_views == 9
+    shifts = torch.tensor([u * 24 + t for u in range(3) for t in (-1, 0, 1)])
+    pts = parts_data.points()
+    expected = _rotate(pts[:, None, :].expand(n, 9, 2), shifts[None, :].expand(n, 9), n)
+    got = pts[aug.view_indices]
+    # same sets of views (order of columns may differ)
+    dist = torch.cdist(got, expected)
+    assert float(dist.min(dim=2).values.max()) < 1e-12 and float(dist.min(dim=1).values.max()) < 1e-12
+    labels = parts_data.labels()
+    support = labels >= 0
+    view_labels = labels[aug.view_indices[support]]
+    assert bool(((view_labels == labels[support][:, None]) | (view_labels == -1)).all())
+    assert torch.allclose(aug.view_matrix.sum(dim=1), torch.ones(n, dtype=DT), atol=1e-14)
+
+
+def test_jump_sampled_views_match_view_law(parts_data):
+    aug = RotationAugmentation(parts_data, 1, jump=24)
+    gen = clkit.make_generator(5, "cpu")
+    idx = torch.zeros(30_000, dtype=torch.int64)
+    views = aug.sample_views(idx, gen)
+    freq = torch.bincount(views, minlength=parts_data.n_points).to(DT) / idx.numel()
+    q = aug.view_matrix[0]
+    assert bool(((freq - q).abs() <= 4 * (q * (1 - q) / idx.numel()).sqrt() + 1e-12).all())
+
+
+def test_jump_main_part_sigma_matches_linked_sets_of_rotated_coordinates(parts_data):
+    aug = RotationAugmentation(parts_data, 1, jump=24)
+    sigma, mask = aug.main_part(0.0)
+    n = parts_data.n_points
+    shifts = torch.tensor([u * 24 + t for u in range(3) for t in (-1, 0, 1)])
+    views = _rotate(parts_data.points()[:, None, :].expand(n, 9, 2), shifts[None, :].expand(n, 9), n)
+    d_a = augmented_distance(views[:, None].expand(n, n, 9, 2), views[None, :].expand(n, n, 9, 2))
+    linked = d_a <= 1e-12
+    cond = parts_data.class_distributions()
+
+    def copies(start: int, length: int) -> torch.Tensor:
+        return torch.tensor(sorted({(start + i + 24 * u) % n for i in range(length) for u in range(3)}))
+
+    # arcs of 3 points and their copies are linked sets (by the independent d_A); arcs of 4 never are
+    best = []
+    for k in range(2):
+        masses = []
+        for start in range(n):
+            three, four = copies(start, 3), copies(start, 4)
+            assert bool(linked[three][:, three].all())
+            assert not bool(linked[four][:, four].all())
+            masses.append(float(cond[k, three].sum()))
+        best.append(max(masses))
+        inside = mask[k].nonzero().flatten()
+        assert bool(linked[inside][:, inside].all())
+        assert float(cond[k, inside].sum()) == pytest.approx(best[-1], abs=1e-14)
+    assert sigma == pytest.approx(min(best), abs=1e-14)
+    weak_sigma, _ = RotationAugmentation(parts_data, 1).main_part(0.0)
+    assert sigma == pytest.approx(3 * weak_sigma, abs=1e-14)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_min_arc_error_matches_search_over_half_planes(seed):
+    gen = clkit.make_generator(seed, "cpu")
+    n = 8
+    angle = 2 * math.pi * torch.rand(n, generator=gen, dtype=DT)
+    f = 3.0 * torch.stack([angle.cos(), angle.sin()], dim=1)
+    joint = torch.rand(2, n, generator=gen, dtype=DT)
+    joint = joint / joint.sum()
+    # every half-plane cut of n points on a circle: directions w between consecutive critical angles
+    best = min(float(joint[0].sum()), float(joint[1].sum()))
+    for i in range(n):
+        for j in range(n):
+            chord_mid = (f[i] + f[j]) / 2
+            normal = torch.stack([-(f[j] - f[i])[1], (f[j] - f[i])[0]]) if i != j else f[i]
+            for eps in (-1e-9, 1e-9):
+                for sign in (1.0, -1.0):
+                    side = sign * ((f - chord_mid) @ normal) > eps
+                    best = min(best, float((joint[1] * side).sum() + (joint[0] * ~side).sum()))
+    assert clkit.min_arc_classifier_error(f, joint) == pytest.approx(best, abs=1e-14)
+
+
+def test_min_arc_error_bounds_nearest_centre_error(parts_data):
+    aug = RotationAugmentation(parts_data, 1, jump=24)
+    for seed in range(3):
+        enc = LatticeEncoder(16, 2, 2.0, clkit.make_generator(seed, "cpu"))
+        diag = lattice_diagnostics(enc, aug)
+        assert clkit.min_arc_classifier_error(diag.embeddings, parts_data.joint()) <= diag.error + 1e-15
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: AngularLatticeClasses(70, torch.tensor([0.5, 0.5], dtype=DT), 1.0, 2, n_parts=3), "n_points"),
+        (lambda: AngularLatticeClasses(72, torch.tensor([0.5, 0.5], dtype=DT), 1.0, 6, n_parts=3), "half_width"),
+        (lambda: AngularLatticeClasses(72, torch.tensor([0.5, 0.5], dtype=DT), 1.0, 2, n_parts=0), "n_parts"),
+        (lambda: RotationAugmentation(AngularLatticeClasses(72, torch.tensor([0.5, 0.5], dtype=DT), 1.0, 2), 1,
+                                      jump=25), "jump"),
+        (lambda: RotationAugmentation(AngularLatticeClasses(72, torch.tensor([0.5, 0.5], dtype=DT), 1.0, 2), 4,
+                                      jump=24), "max_shift"),
+        (lambda: clkit.min_arc_classifier_error(torch.ones(4, 3, dtype=DT), torch.ones(2, 4, dtype=DT)), "embeddings"),
+        (lambda: clkit.min_arc_classifier_error(torch.ones(4, 2, dtype=DT), torch.ones(3, 4, dtype=DT)), "joint"),
+    ],
+)
+def test_parts_and_jump_bad_input_raises_value_error_naming_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
