@@ -204,25 +204,6 @@ def _hermite_tensor_rule(dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
-def _small_cholesky(g: torch.Tensor) -> torch.Tensor:
-    r"""Lower Cholesky factor of a small SPD matrix, element by element (Cholesky–Banachiewicz).
-
-    The matrices here are :math:`(K-1)\times(K-1)`; LAPACK's call overhead (and its threading on
-    a loaded machine) costs far more than these few scalar operations, in the forward and the
-    backward pass alike.
-    """
-    m = g.shape[0]
-    rows: list[list[torch.Tensor]] = []
-    zero = g.new_zeros(())
-    for i in range(m):
-        row: list[torch.Tensor] = []
-        for j in range(i + 1):
-            s = g[i, j] - sum((row[l] * rows[j][l] if j < i else row[l] * row[l] for l in range(j)), zero)
-            row.append(torch.sqrt(s) if i == j else s / rows[j][j])
-        rows.append(row)
-    return torch.stack([torch.stack(r + [zero] * (m - len(r))) for r in rows])
-
-
 def expected_log_mgf(
     weights: torch.Tensor,
     centers: torch.Tensor,
@@ -276,7 +257,7 @@ def expected_log_mgf(
     diff = (nu[1:] - nu[0]).T  # (r, K-1)
     gram = diff.T @ cov @ diff
     jitter = 1e-13 * (torch.diagonal(gram).mean().detach() + torch.finfo(gram.dtype).tiny)
-    chol = _small_cholesky(gram + jitter * torch.eye(k - 1, dtype=gram.dtype, device=gram.device))
+    chol = torch.linalg.cholesky(gram + jitter * torch.eye(k - 1, dtype=gram.dtype, device=gram.device))
     nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=centers.dtype, device=centers.device)
     t = (centers @ diff).unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
     log_w = torch.log(weights)
