@@ -30,7 +30,10 @@ from torch.autograd.function import once_differentiable
 
 from ._validation import check_finite, check_nonnegative, check_positive, check_shape
 
-__all__ = ["info_nce", "clip_loss", "pair_info_nce", "cross_correlation_loss", "info_nce_chunk_size"]
+__all__ = [
+    "info_nce", "clip_loss", "pair_info_nce", "cross_correlation_loss", "info_nce_chunk_size",
+    "info_nce_collapse_value", "info_nce_lower_bound",
+]
 
 # Auto path of ``info_nce``: dense while the 2N x 2N matrix has at most this many rows, tiled with
 # this tile size beyond (chosen from benchmarks/bench_losses.py on a 2-core CPU: at N >= 2048 the
@@ -199,6 +202,51 @@ def info_nce(
         partner = torch.arange(2 * n, device=z.device).roll(n)
         return F.cross_entropy(logits, partner)
     return _TiledNTXent.apply(z, n, chunk_size).mean()
+
+
+def _is_sympy(*values: object) -> bool:
+    return any(type(v).__module__.startswith("sympy") for v in values)
+
+
+def info_nce_collapse_value(n_pairs: object) -> object:
+    r"""NT-Xent at complete collapse (all :math:`2N` embeddings equal): :math:`\log(2N-1)`.
+
+    Every similarity is 1, so each anchor's loss is
+    :math:`-\log\big(e^{1/\tau}/((2N-1)e^{1/\tau})\big) = \log(2N-1)` for every :math:`\tau`
+    (book, chapter 1, Proposition (a)). Accepts an integer ``n_pairs >= 1`` or a SymPy symbol
+    (the chapter proves the step symbolically against this function).
+
+    Raises:
+        ValueError: if ``n_pairs`` is not an integer >= 1 (numbers).
+    """
+    if _is_sympy(n_pairs):
+        import sympy
+
+        return sympy.log(2 * n_pairs - 1)
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, Integral) or n_pairs < 1:
+        raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
+    return math.log(2 * int(n_pairs) - 1)
+
+
+def info_nce_lower_bound(n_pairs: object, temperature: object) -> object:
+    r"""Lower bound of NT-Xent with cosine similarity: :math:`\log\big(1 + (2N-2)e^{-2/\tau}\big)`.
+
+    Each anchor's loss is :math:`\log\big(1+\sum_{l\notin\{k,p(k)\}} e^{(s_{kl}-s_{kp(k)})/\tau}\big)`
+    and every exponent is at least :math:`-2/\tau` since similarities lie in :math:`[-1, 1]`
+    (book, chapter 1, Proposition (b)). Attained for :math:`N = 2` by two antipodal pairs. Accepts
+    numbers or SymPy symbols.
+
+    Raises:
+        ValueError: if ``n_pairs`` is not an integer >= 1 or ``temperature <= 0`` (numbers).
+    """
+    if _is_sympy(n_pairs, temperature):
+        import sympy
+
+        return sympy.log(1 + (2 * n_pairs - 2) * sympy.exp(-2 / temperature))
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, Integral) or n_pairs < 1:
+        raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
+    tau = check_positive("temperature", temperature)
+    return math.log1p((2 * int(n_pairs) - 2) * math.exp(-2.0 / tau))
 
 
 def clip_loss(

@@ -18,16 +18,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def execute_myst(path: Path, claims_dir: Path, scale: str = "smoke", timeout: int = 900) -> None:
+def execute_myst(path: Path, claims_dir: Path, scale: str = "smoke", timeout: int = 900,
+                 preamble: str | None = None) -> None:
     """Execute a MyST notebook in its own folder, as Jupyter Book does, at the given scale.
 
     Claims go to ``claims_dir``; any failing cell (a failing claim among them) raises
-    ``nbclient.exceptions.CellExecutionError``.
+    ``nbclient.exceptions.CellExecutionError``. ``preamble`` is code run in the kernel before the
+    chapter's first cell (the planted-error test installs a wrong formula this way).
     """
     import jupytext
+    import nbformat
     from nbclient import NotebookClient
 
     notebook = jupytext.read(path, fmt="md:myst")
+    if preamble:
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(preamble))
     env = {"CLKIT_SCALE": scale, "CLKIT_CLAIMS_DIR": str(claims_dir), "MPLBACKEND": "Agg"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -47,9 +52,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapter", help="file stem under book/chapters, e.g. 01_setting")
     parser.add_argument("--scale", default="smoke", choices=("smoke", "default", "large"))
+    parser.add_argument("--claims-dir", type=Path, help="keep the claims JSON here (default: a temporary folder)")
     args = parser.parse_args()
     path = REPO / "book" / "chapters" / f"{args.chapter}.md"
-    with tempfile.TemporaryDirectory() as claims_dir:
+    with tempfile.TemporaryDirectory() as tmp:
+        claims_dir = args.claims_dir or Path(tmp)
         start = time.perf_counter()
         try:
             execute_myst(path, Path(claims_dir), scale=args.scale)
@@ -62,7 +69,7 @@ def main() -> int:
         if record.exists():
             for c in json.loads(record.read_text())["claims"]:
                 mark = "ok  " if c["passed"] else "FAIL"
-                print(f"{mark} {c['name']}: theory {c['theory']:.6g}, measured {c['measured']:.6g}, tol {c['tolerance']:.2g}")
+                print(f"{mark} [{c.get('kind', '?')}] {c['name']}: theory {c['theory']:.6g}, measured {c['measured']:.6g}, tol {c['tolerance']:.2g}")
     print(f"{args.chapter} at scale {args.scale}: {'passed' if status == 0 else 'FAILED'} in {elapsed:.1f} s")
     return status
 

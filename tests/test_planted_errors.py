@@ -1,0 +1,51 @@
+"""Planted errors: each wrong formula of tests/planted_errors.py, planted in clkit, must make its
+chapter fail at smoke scale through one of the chapter's own claims (a ``ClaimFailure``), not
+through an unrelated crash, and every chapter carries at least three of them."""
+
+from __future__ import annotations
+
+import pytest
+
+import planted_errors
+from audit_claims import toc_chapters
+from conftest import BOOK
+from plant_error import run_planted
+
+CHAPTERS = toc_chapters(BOOK)
+MIN_PER_CHAPTER = 3
+
+
+def test_planted_errors_have_unique_ids_and_known_chapters():
+    ids = [p.id for p in planted_errors.PLANTED]
+    assert len(ids) == len(set(ids))
+    assert {p.chapter for p in planted_errors.PLANTED} <= set(CHAPTERS)
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_every_chapter_carries_at_least_three_planted_errors(stem: str):
+    assert len(planted_errors.by_chapter().get(stem, [])) >= MIN_PER_CHAPTER
+
+
+def test_planting_replaces_the_formula_everywhere_in_clkit():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); import clkit, clkit.losses, planted_errors\n"
+        "before = clkit.info_nce_collapse_value(3)\n"
+        "planted_errors.plant('01-collapse-log-2n')\n"
+        "assert clkit.info_nce_collapse_value is clkit.losses.info_nce_collapse_value\n"
+        "print(before, clkit.info_nce_collapse_value(3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    before, after = map(float, out.stdout.split())
+    assert before != after
+
+
+@pytest.mark.planted
+@pytest.mark.parametrize("error_id", [p.id for p in planted_errors.PLANTED])
+def test_planted_error_is_caught_by_the_chapters_own_claims(error_id: str):
+    outcome = run_planted(error_id)
+    assert outcome.caught, f"{error_id} ({outcome.chapter}) not caught: {outcome.detail}"
