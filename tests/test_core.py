@@ -54,53 +54,198 @@ def test_unknown_scale_profile_is_an_error_naming_the_variable(monkeypatch):
         clkit.scale_profile()
 
 
-# --- claims ------------------------------------------------------------------------------------
+# --- claims ----------------------------------------------------------------------------------
 
-def test_passing_claims_are_recorded_and_written_as_json(tmp_path):
+def test_passing_claims_are_recorded_with_their_kind_and_written_as_json(tmp_path):
     claims = clkit.Claims("demo", directory=tmp_path)
-    claims.check("equal", 1.0, 1.0 + 1e-9, 1e-6)
-    claims.check("relative", 100.0, 100.5, 1e-2, relative=True)
-    claims.check("bound holds", 2.0, 1.0, 0.0, relation="<=")
-    claims.check("lower bound holds", 2.0, 3.0, 0.0, relation=">=")
+    claims.check("equal", 1.0, 1.0 + 1e-9, 1e-6, kind="result")
+    claims.check("relative", 100.0, 100.5, 1e-2, kind="result", relative=True)
+    claims.check("bound holds", 2.0, 1.0, 0.0, kind="bound", relation="<=")
+    claims.check("lower bound holds", 2.0, 3.0, 0.0, kind="bound", relation=">=")
+    claims.check("loop = vectorised", 3.0, 3.0, 0.0, kind="identity")
     record = json.loads((tmp_path / "demo.json").read_text())
     assert record["all_passed"] and [c["name"] for c in record["claims"]] == [
-        "equal", "relative", "bound holds", "lower bound holds"]
-    assert set(record["claims"][0]) >= {"name", "theory", "measured", "tolerance", "passed"}
+        "equal", "relative", "bound holds", "lower bound holds", "loop = vectorised"]
+    assert [c["kind"] for c in record["claims"]] == ["result", "result", "bound", "bound", "identity"]
+    assert record["counts"] == {"result": 2, "bound": 2, "identity": 1, "derivation": 0}
+    assert set(record["claims"][0]) >= {"name", "kind", "theory", "measured", "tolerance", "relation",
+                                        "relative", "passed", "note"}
+    assert record["summary"] == claims.summary() == "2 results, 2 bounds: all pass · 1 identity (guards)"
+
+
+def test_kind_is_required_and_must_be_known():
+    claims = clkit.Claims("demo", directory=None)
+    with pytest.raises(TypeError, match="kind"):
+        claims.check("a", 1.0, 1.0, 0.0)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="kind"):
+        claims.check("a", 1.0, 1.0, 0.0, kind="theorem")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bound needs relation"):
+        claims.check("a", 1.0, 1.0, 0.5, kind="bound")
+    assert len(claims) == 0
 
 
 @pytest.mark.parametrize(
-    "theory, measured, tol, relation",
-    [(1.0, 1.1, 0.05, "=="), (1.0, 2.0, 0.5, "<="), (2.0, 1.0, 0.5, ">="), (1.0, math.nan, 1.0, "==")],
+    "theory, measured, tol, relation, kind",
+    [(1.0, 1.1, 0.05, "==", "result"), (1.0, 2.0, 0.5, "<=", "bound"), (2.0, 1.0, 0.5, ">=", "bound"),
+     (1.0, math.nan, 0.5, "==", "result"), (1.0, math.inf, 0.5, "<=", "bound"), (0.0, 1e-12, 0.0, "==", "identity")],
 )
-def test_failing_claim_raises_and_is_recorded_as_failed(tmp_path, theory, measured, tol, relation):
+def test_failing_claim_raises_and_is_recorded_as_failed(tmp_path, theory, measured, tol, relation, kind):
     claims = clkit.Claims("demo", directory=tmp_path)
-    with pytest.raises(clkit.ClaimFailure, match="claim failed"):
-        claims.check("wrong", theory, measured, tol, relation=relation)
+    with pytest.raises(clkit.ClaimFailure, match=f"{kind} claim failed"):
+        claims.check("wrong", theory, measured, tol, kind=kind, relation=relation)
     record = json.loads((tmp_path / "demo.json").read_text())
     assert record["all_passed"] is False and record["claims"][0]["passed"] is False
+    assert "FAILED: wrong" in record["summary"]
+
+
+@pytest.mark.parametrize(
+    "theory, measured, tol, relation, relative, expected",
+    [
+        # "==": |measured - theory| <= tol, inclusive at the edge
+        (1.0, 1.25, 0.25, "==", False, True), (1.0, 1.2500001, 0.25, "==", False, False),
+        (1.0, 0.75, 0.25, "==", False, True), (1.0, 0.7499999, 0.25, "==", False, False),
+        # relative: tol x |theory|, |theory| (not theory) for negative theory
+        (-4.0, -5.0, 0.25, "==", True, True), (-4.0, -5.01, 0.25, "==", True, False),
+        # "<=": measured <= theory + tol; ">=": measured >= theory - tol
+        (2.0, 2.5, 0.5, "<=", False, True), (2.0, 2.51, 0.5, "<=", False, False),
+        (2.0, -100.0, 0.0, "<=", False, True), (2.0, 1.5, 0.5, ">=", False, True),
+        (2.0, 1.49, 0.5, ">=", False, False), (2.0, 100.0, 0.0, ">=", False, True),
+        (10.0, 11.0, 0.1, "<=", True, True), (10.0, 11.01, 0.1, "<=", True, False),
+        (10.0, 9.0, 0.1, ">=", True, True), (10.0, 8.99, 0.1, ">=", True, False),
+        # non-finite values never pass
+        (1.0, math.nan, 10.0, "==", False, False), (1.0, -math.inf, 0.0, "<=", False, False),
+        (math.inf, math.inf, 0.0, "==", False, False), (1.0, 1.0, math.inf, "==", False, False),
+    ],
+)
+def test_claim_passes_is_the_documented_inequality(theory, measured, tol, relation, relative, expected):
+    assert clkit.claim_passes(theory, measured, tol, relation, relative) is expected
+
+
+def test_claim_passes_rejects_an_unknown_relation():
+    with pytest.raises(ValueError, match="relation"):
+        clkit.claim_passes(1.0, 1.0, 0.0, "<", False)
 
 
 def test_claims_reject_bad_arguments():
     claims = clkit.Claims("demo", directory=None)
     with pytest.raises(ValueError, match="tolerance"):
-        claims.check("a", 1.0, 1.0, -1.0)
+        claims.check("a", 1.0, 1.0, -1.0, kind="result")
+    with pytest.raises(ValueError, match="tolerance"):
+        claims.check("a", 1.0, 1.0, math.inf, kind="result")
+    with pytest.raises(ValueError, match="tolerance"):
+        claims.check("a", 1.0, 1.0, math.nan, kind="result")
     with pytest.raises(ValueError, match="relation"):
-        claims.check("a", 1.0, 1.0, 1.0, relation="<")
-    claims.check("a", 1.0, 1.0, 0.0)
+        claims.check("a", 1.0, 1.0, 0.5, kind="result", relation="<")
+    with pytest.raises(ValueError, match="theory must be finite"):
+        claims.check("a", math.inf, math.inf, 0.5, kind="result")
+    with pytest.raises(ValueError, match="relative"):
+        claims.check("a", 1.0, 1.0, 0.5, kind="result", relative=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name"):
+        claims.check("  ", 1.0, 1.0, 0.5, kind="result")
+    with pytest.raises(ValueError, match="scalar"):
+        claims.check("a", torch.ones(2), 1.0, 0.5, kind="result")
+    assert len(claims) == 0  # nothing refused was recorded
+    claims.check("a", 1.0, 1.0, 0.0, kind="result")
     with pytest.raises(ValueError, match="already"):
-        claims.check("a", 1.0, 1.0, 0.0)
-    with pytest.raises(ValueError, match="chapter"):
-        clkit.Claims("a/b", directory=None)
+        claims.check("a", 1.0, 1.0, 0.0, kind="result")
+    for chapter in ("a/b", "a\\b", ""):
+        with pytest.raises(ValueError, match="chapter"):
+            clkit.Claims(chapter, directory=None)
 
 
-def test_claims_table_renders_every_claim():
+@pytest.mark.parametrize("argument", ["theory", "measured", "tolerance"])
+@pytest.mark.parametrize("bad", [
+    "1.0", b"1", True, False, torch.tensor(True),
+    pytest.param(np.True_, marks=pytest.mark.xfail(strict=True, reason=(
+        "clkit.claims._to_float recognises numpy booleans by the type name 'bool_'; numpy >= 2 "
+        "names it 'bool', so np.True_ is accepted as 1.0 (reported to the lead)"))),
+])
+def test_strings_and_booleans_are_refused_naming_the_argument(argument, bad):
+    values = {"theory": 1.0, "measured": 1.0, "tolerance": 0.5}
+    values[argument] = bad
     claims = clkit.Claims("demo", directory=None)
-    claims.check("first", 1.0, 1.0, 0.1)
-    claims.check("second", 0.0, -1.0, 0.0, relation="<=")
+    with pytest.raises(ValueError, match=f"{argument} must be a real number"):
+        claims.check("a", values["theory"], values["measured"], values["tolerance"], kind="result")
+    assert len(claims) == 0
+
+
+def test_numbers_and_one_element_tensors_are_accepted():
+    claims = clkit.Claims("demo", directory=None)
+    claim = claims.check("tensor", torch.tensor(2.0, dtype=torch.float64), np.float32(2.0), np.float64(0.1),
+                         kind="result")
+    assert (claim.theory, claim.measured, claim.tolerance) == (2.0, 2.0, pytest.approx(0.1))
+    assert type(claim.theory) is float and type(claim.measured) is float
+    claims.check("integers", 3, torch.tensor([3]), 1, kind="result")
+
+
+@pytest.mark.parametrize(
+    "theory, tol, relative",
+    [(1.0, 1.0, False), (-2.0, 2.0, False), (1.0, 1e300, False), (0.5, 1.0, True), (-3.0, 1.5, True)],
+)
+def test_a_tolerance_of_at_least_theory_is_refused_without_a_note(theory, tol, relative):
+    claims = clkit.Claims("demo", directory=None)
+    with pytest.raises(ValueError, match=r"at least \|theory\|"):
+        claims.check("loose", theory, theory, tol, kind="result", relative=relative)
+    with pytest.raises(ValueError, match=r"at least \|theory\|"):
+        claims.check("loose", theory, theory, tol, kind="bound", relation="<=", relative=relative, note="  ")
+    assert len(claims) == 0
+    claim = claims.check("loose", theory, theory, tol, kind="bound", relation="<=", relative=relative,
+                         note="a crude bound: only its sign matters here")
+    assert claim.passed and claim.note.startswith("a crude bound")
+
+
+def test_a_tolerance_just_below_theory_and_any_tolerance_at_theory_zero_are_accepted():
+    claims = clkit.Claims("demo", directory=None)
+    assert claims.check("just below", 1.0, 0.01, 0.999, kind="result").passed
+    assert claims.check("relative just below", -2.0, -0.01, 0.999, kind="result", relative=True).passed
+    assert claims.check("zero theory", 0.0, 5.0, 10.0, kind="result").passed
+
+
+def test_claim_tolerances_and_texts():
+    claims = clkit.Claims("demo", directory=None)
+    a = claims.check("a", -4.0, -4.1, 0.05, kind="result", relative=True)
+    assert a.absolute_tolerance == pytest.approx(0.2) and a.relative_tolerance == pytest.approx(0.05)
+    assert a.tolerance_text == "± 0.05 rel."
+    b = claims.check("b", 0.0, 0.1, 0.5, kind="result")
+    assert b.absolute_tolerance == 0.5 and b.relative_tolerance is None and b.tolerance_text == "± 0.5"
+    c = claims.check("c", 2.0, 1.0, 0.0, kind="bound", relation="<=")
+    d = claims.check("d", 2.0, 2.5, 0.1, kind="bound", relation=">=")
+    assert c.tolerance_text == "≤ theory" and d.tolerance_text == "≥ theory − 0.1"
+    assert clkit.median_relative_tolerance(claims.claims) == pytest.approx(0.05)
+    assert clkit.median_relative_tolerance(()) is None
+
+
+def test_summary_counts_results_and_bounds_apart_from_identities():
+    claims = clkit.Claims("demo", directory=None)
+    claims.check("r", 1.0, 1.0, 0.1, kind="result")
+    claims.check("i1", 1.0, 1.0, 0.0, kind="identity")
+    claims.check("i2", 1.0, 1.0, 0.0, kind="identity")
+    assert claims.summary() == "1 result, 0 bounds: all pass · 2 identities (guards)"
+    assert claims.count("identity") == 2 and claims.count("bound") == 0 and claims.all_passed
+    with pytest.raises(ValueError, match="kind"):
+        claims.count("results")
+    with pytest.raises(clkit.ClaimFailure):
+        claims.check("b", 1.0, 2.0, 0.5, kind="bound", relation="<=")
+    assert claims.summary() == "1 result, 1 bound: 1/2 pass · 2 identities (guards) · FAILED: b"
+    assert not claims.all_passed
+
+
+def test_claims_table_renders_every_claim_grouped_by_kind():
+    claims = clkit.Claims("demo", directory=None)
+    with pytest.raises(ValueError, match="no claims"):
+        claims.table()
+    claims.check("first $x^2$", 1.0, 1.0, 0.1, kind="result")
+    claims.check("loop vs vectorised", 1.0, 1.0, 0.0, kind="identity")
+    claims.check("second", 0.0, -1.0, 0.0, kind="bound", relation="<=")
     table = claims.table()
     html = table._repr_html_()
-    assert html.count("<tr>") == 3 and "first" in html and "second" in html
-    assert table._repr_markdown_().splitlines()[0] == "| claim | theory | measured | tolerance | pass |"
+    assert html.count("<tr>") == 4 and html.count('class="kind-head"') == 3
+    body = html[html.index("<tbody>"):]
+    assert body.index("first") < body.index("second") < body.index("loop vs")  # result, bound, identity
+    assert "\\(x^2\\)" in html and "../claims/demo.json" in html
+    markdown = table._repr_markdown_().splitlines()
+    assert markdown[2] == "| claim | kind | theory | measured | tolerance | pass |"
+    assert [row.split(" | ")[1] for row in markdown[4:]] == ["result", "bound", "identity"]
 
 
 def test_claims_directory_finds_the_enclosing_book(tmp_path, monkeypatch):
@@ -114,14 +259,105 @@ def test_claims_directory_finds_the_enclosing_book(tmp_path, monkeypatch):
     assert clkit.claims_directory() == tmp_path / "elsewhere"
 
 
-def test_monte_carlo_claim_uses_four_standard_errors(tmp_path):
-    samples = torch.randn(10_000, generator=clkit.make_generator(0, "cpu"), dtype=torch.float64)
+def _normal(n: int, mean: float, sd: float, seed: int) -> torch.Tensor:
+    gen = clkit.make_generator(seed, "cpu")
+    return mean + sd * torch.randn(n, generator=gen, dtype=torch.float64)
+
+
+def test_monte_carlo_claim_uses_n_standard_errors():
+    samples = _normal(10_000, 0.0, 1.0, 0)
     estimate = clkit.monte_carlo_mean(samples)
+    assert estimate.n == 10_000 and estimate.mean == pytest.approx(float(samples.mean()))
     assert estimate.stderr == pytest.approx(float(samples.std()) / 100)
     claim = clkit.Claims("mc", directory=None).check_monte_carlo("mean zero", 0.0, samples)
-    assert claim.tolerance == pytest.approx(4 * estimate.stderr)
-    with pytest.raises(clkit.ClaimFailure):
+    assert claim.tolerance == pytest.approx(4 * estimate.stderr) and claim.kind == "result"
+    assert "n = 10,000" in claim.note and "4 standard errors" in claim.note
+    claim3 = clkit.Claims("mc", directory=None).check_monte_carlo("mean zero", 0.0, samples, n_se=3)
+    assert claim3.tolerance == pytest.approx(3 * estimate.stderr)
+    with pytest.raises(clkit.ClaimFailure):  # 1 is 100 standard errors away
         clkit.Claims("mc", directory=None).check_monte_carlo("mean one", 1.0, samples)
+    # 5 standard errors away: fails at n_se = 4, passes at n_se = 6
+    shifted = 10.0 + samples
+    theory = float(shifted.mean()) + 5 * estimate.stderr
+    with pytest.raises(clkit.ClaimFailure):
+        clkit.Claims("mc", directory=None).check_monte_carlo("five se", theory, shifted)
+    assert clkit.Claims("mc", directory=None).check_monte_carlo("five se", theory, shifted, n_se=6).passed
+
+
+def test_monte_carlo_claim_needs_a_thousand_draws():
+    assert clkit.MONTE_CARLO_MIN_DRAWS == 1000
+    claims = clkit.Claims("mc", directory=None)
+    with pytest.raises(ValueError, match="at least 1000 draws"):
+        claims.check_monte_carlo("999", 100.0, _normal(999, 100.0, 0.01, 1))
+    assert claims.check_monte_carlo("1000", 100.0, _normal(1000, 100.0, 0.01, 1)).passed
+    # issue 11: theory 0 against 2 draws of N(100, 1e4) used to pass
+    with pytest.raises(ValueError, match="draws"):
+        claims.check_monte_carlo("two draws", 0.0, _normal(2, 100.0, 100.0, 2))
+
+
+def test_monte_carlo_tolerance_must_resolve_the_value_claimed():
+    assert clkit.MONTE_CARLO_MAX_REL_TOL == 0.1
+    claims = clkit.Claims("mc", directory=None)
+    samples = _normal(1600, 1.0, 1.0, 3)  # 4 se = 4 sd / 40 ~ 0.1
+    tol = 4 * clkit.monte_carlo_mean(samples).stderr
+    with pytest.raises(ValueError, match="use more draws"):
+        claims.check_monte_carlo("too wide", 0.99 * tol / 0.1, samples)
+    assert claims.check_monte_carlo("wide enough", 1.01 * tol / 0.1, samples).passed  # ~ the mean, 1
+    # theory 0: measured against the samples' standard deviation, 4 / sqrt(n) <= 0.1 needs n >= 1600
+    with pytest.raises(ValueError, match="standard deviation"):
+        claims.check_monte_carlo("zero, 1500 draws", 0.0, _normal(1500, 0.0, 5.0, 4))
+    assert claims.check_monte_carlo("zero, 1700 draws", 0.0, _normal(1700, 0.0, 5.0, 5)).passed
+    with pytest.raises(ValueError, match="n_se"):
+        claims.check_monte_carlo("n_se", 1.0, samples, n_se=0.5)
+    with pytest.raises(ValueError, match="n_se"):
+        claims.check_monte_carlo("n_se", 1.0, samples, n_se=True)  # type: ignore[arg-type]
+
+
+def test_monte_carlo_bounds():
+    claims = clkit.Claims("mc", directory=None)
+    samples = _normal(10_000, 1.0, 1.0, 6)
+    assert claims.check_monte_carlo("mean <= 1.02", 1.02, samples, kind="bound", relation="<=").passed
+    with pytest.raises(clkit.ClaimFailure):
+        claims.check_monte_carlo("mean <= 0.9", 0.9, samples, kind="bound", relation="<=")
+    with pytest.raises(ValueError, match="bound needs relation"):
+        claims.check_monte_carlo("bound ==", 1.0, samples, kind="bound")
+
+
+def test_monte_carlo_mean_rejects_too_few_or_non_finite_draws():
+    with pytest.raises(ValueError, match="at least 2"):
+        clkit.monte_carlo_mean(torch.ones(1))
+    with pytest.raises(ValueError, match="non-finite"):
+        clkit.monte_carlo_mean(torch.tensor([1.0, math.nan, 2.0]))
+    estimate = clkit.monte_carlo_mean(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))  # every entry counts
+    assert (estimate.n, estimate.mean) == (4, 3.0)
+    assert estimate.stderr == pytest.approx(math.sqrt(14 / 3) / 2)  # sample variance (n - 1) / sqrt(4)
+    assert str(estimate) == "3 ± 1.1 (n = 4)"
+
+
+def _audit_chapter(stem, data):
+    import audit_claims  # scripts/ is on sys.path (conftest)
+
+    return audit_claims.audit_chapter(stem, data)
+
+
+def test_the_audit_recomputes_verdicts_instead_of_trusting_them(tmp_path):
+    claims = clkit.Claims("demo", directory=tmp_path)
+    claims.check("r", 1.0, 1.02, 0.05, kind="result")
+    claims.check("b", 2.0, 1.0, 0.0, kind="bound", relation="<=")
+    data = json.loads((tmp_path / "demo.json").read_text())
+    assert _audit_chapter("demo", data).problems == []
+    forged = json.loads(json.dumps(data))
+    forged["claims"][0]["measured"] = 1.2  # outside the tolerance, stored passed still True
+    problems = _audit_chapter("demo", forged).problems
+    assert any("disagrees" in p for p in problems) and any("claim failed: r" in p for p in problems)
+    loose = json.loads(json.dumps(data))
+    loose["claims"][0]["tolerance"] = 1.5  # a result that would accept 0, written past the guard
+    assert any("tolerance >= |theory|" in p for p in _audit_chapter("demo", loose).problems)
+    unknown = json.loads(json.dumps(data))
+    unknown["claims"][1]["kind"] = "lemma"
+    assert any("unknown kind" in p for p in _audit_chapter("demo", unknown).problems)
+    only_identities = {"claims": [dict(data["claims"][0], kind="identity")]}
+    assert any("no result or bound" in p for p in _audit_chapter("demo", only_identities).problems)
 
 
 # --- validation ------------------------------------------------------------------------------
