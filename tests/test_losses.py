@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -330,8 +331,125 @@ GOOD = _pairs(4, 3)
         (lambda: clkit.cross_correlation_loss(GOOD[0], torch.ones_like(GOOD[1])), "z2"),
         (lambda: clkit.cross_correlation_loss(GOOD[0][:1], GOOD[1][:1]), "z1"),
         (lambda: clkit.cross_correlation_loss(GOOD[0], GOOD[1][:2]), "z2"),
+        (lambda: clkit.cross_correlation_loss(torch.ones_like(GOOD[0]), GOOD[1]), "z1"),
+        (lambda: clkit.cross_correlation_loss(GOOD[0][0], GOOD[1]), "z1"),
+        (lambda: clkit.cross_correlation_loss(GOOD[0], GOOD[1].clone().fill_(math.nan)), "z2"),
+        (lambda: clkit.info_nce_chunk_size(1.5), "n_pairs"),
+        (lambda: clkit.info_nce_chunk_size(True), "n_pairs"),
+        (lambda: clkit.info_nce_chunk_size(-3), "n_pairs"),
+        (lambda: clkit.clip_loss(GOOD[0][0], GOOD[1]), "z_a"),
+        (lambda: clkit.clip_loss(GOOD[0].clone().fill_(math.inf), GOOD[1]), "z_a"),
+        (lambda: clkit.clip_loss(GOOD[0], GOOD[1].clone().fill_(math.nan)), "z_b"),
+        (lambda: clkit.clip_loss(GOOD[0], GOOD[1], temperature=-1.0), "temperature"),
+        (lambda: clkit.pair_info_nce(GOOD[0][0], GOOD[1]), "z"),
+        (lambda: clkit.pair_info_nce(GOOD[0], GOOD[1], temperature=0.0), "temperature"),
+        (lambda: clkit.info_nce_collapse_value(0), "n_pairs"),
+        (lambda: clkit.info_nce_collapse_value(2.0), "n_pairs"),
+        (lambda: clkit.info_nce_collapse_value(True), "n_pairs"),
+        (lambda: clkit.info_nce_lower_bound(0, 0.5), "n_pairs"),
+        (lambda: clkit.info_nce_lower_bound(1.5, 0.5), "n_pairs"),
+        (lambda: clkit.info_nce_lower_bound(False, 0.5), "n_pairs"),
+        (lambda: clkit.info_nce_lower_bound(3, 0.0), "temperature"),
+        (lambda: clkit.info_nce_lower_bound(3, -1.0), "temperature"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_the_argument(call, argument):
-    with pytest.raises(ValueError, match=argument):
+    # the argument's name as a word (so that a message naming "z_partner" does not pass for "z")
+    with pytest.raises(ValueError, match=rf"(?<![\w]){re.escape(argument)}(?![\w])"):
         call()
+
+
+# --- defaults, edge sizes and the cosine variants ----------------------------------------------------
+
+
+def test_clip_loss_defaults_are_cosine_similarity_at_temperature_one():
+    za, zb = _pairs(6, 3, seed=22, scale=3.0)
+    assert float(clkit.clip_loss(za, zb)) == pytest.approx(_clip_loop(za, zb, 1.0, True), rel=1e-12)
+    assert float(clkit.clip_loss(za, zb, normalize=False)) == pytest.approx(_clip_loop(za, zb, 1.0, False), rel=1e-12)
+
+
+def test_clip_loss_of_a_single_pair_is_zero():
+    # N = 1: each cross-entropy has one class, so both terms are -log 1 = 0 (and N = 1 is allowed)
+    za, zb = _pairs(1, 4, seed=23)
+    assert float(clkit.clip_loss(za, zb, temperature=0.3)) == 0.0
+
+
+def test_pair_info_nce_defaults_and_cosine_variant_match_the_loop():
+    z, zp = _pairs(7, 4, seed=24, scale=2.5)
+    assert float(clkit.pair_info_nce(z, zp)) == pytest.approx(_pair_info_nce_loop(z, zp, 1.0), rel=1e-12)
+    zn, zpn = z / z.norm(dim=1, keepdim=True), zp / zp.norm(dim=1, keepdim=True)
+    loss = clkit.pair_info_nce(z, zp, temperature=0.4, normalize=True)
+    assert float(loss) == pytest.approx(_pair_info_nce_loop(zn, zpn, 0.4), rel=1e-12)
+    # normalising only one side is a different number: both sides must be normalised
+    assert float(loss) != pytest.approx(_pair_info_nce_loop(zn, zp, 0.4), rel=1e-6)
+    assert float(loss) != pytest.approx(_pair_info_nce_loop(z, zpn, 0.4), rel=1e-6)
+
+
+def test_cross_correlation_loss_edge_batch_sizes():
+    # standardize=False accepts a single row: C = z1^T z2 (raw second moments of one sample)
+    z1, z2 = _pairs(1, 3, seed=25)
+    c = np.outer(z1.numpy()[0], z2.numpy()[0])
+    expected = ((1 - np.diag(c)) ** 2).sum() + 0.2 * ((c - np.diag(np.diag(c))) ** 2).sum()
+    assert float(clkit.cross_correlation_loss(z1, z2, 0.2, standardize=False)) == pytest.approx(expected, rel=1e-12)
+    # standardize=True accepts two rows: every standardised feature is (+-1, -+1), so C_ij = +-1
+    z1, z2 = _pairs(2, 3, seed=26)
+    sign = np.sign(z1.numpy()[0] - z1.numpy()[1])[:, None] * np.sign(z2.numpy()[0] - z2.numpy()[1])[None, :]
+    expected = ((1 - np.diag(sign)) ** 2).sum() + 0.3 * ((sign - np.diag(np.diag(sign))) ** 2).sum()
+    assert float(clkit.cross_correlation_loss(z1, z2, 0.3)) == pytest.approx(expected, rel=1e-12)
+    # the default weight is Barlow Twins' 5e-3
+    z1, z2 = _pairs(9, 3, seed=27)
+    assert float(clkit.cross_correlation_loss(z1, z2)) == pytest.approx(
+        float(clkit.cross_correlation_loss(z1, z2, lambda_offdiag=5e-3)), rel=1e-15)
+    assert float(clkit.cross_correlation_loss(z1, z2)) != pytest.approx(
+        float(clkit.cross_correlation_loss(z1, z2, lambda_offdiag=6e-3)), rel=1e-9)
+
+
+# --- closed forms of chapter 1: the collapse value and the lower bound ---------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 257])
+def test_collapse_value_is_the_loss_of_coinciding_embeddings(n):
+    # independent route: the loss itself, evaluated at a collapsed batch (all rows equal)
+    z = torch.full((n, 4), -0.3, dtype=F64)
+    for tau in (0.1, 2.0):
+        loss = clkit.info_nce(z, z.clone(), temperature=tau)
+        assert clkit.info_nce_collapse_value(n) == pytest.approx(float(loss), abs=1e-12)
+    assert isinstance(clkit.info_nce_collapse_value(np.int64(n)), float)
+
+
+def _antipodal_pairs(d: int = 3):
+    e = torch.zeros(2, d, dtype=F64)
+    e[0, 0], e[1, 0] = 1.0, -1.0  # pair 1 at +e1, pair 2 at -e1: every negative has similarity -1
+    return e, e.clone()
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5, 1.0, 3.0])
+def test_lower_bound_is_attained_by_two_antipodal_pairs(tau):
+    z1, z2 = _antipodal_pairs()
+    loss = clkit.info_nce(z1, z2, temperature=tau)
+    # each anchor: log(1 + 2 exp(-2/tau)), the bound at N = 2, computed here from its definition
+    assert float(loss) == pytest.approx(math.log(1 + 2 * math.exp(-2 / tau)), rel=1e-12)
+    assert clkit.info_nce_lower_bound(2, tau) == pytest.approx(float(loss), rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+def test_lower_bound_holds_and_is_the_documented_expression(n):
+    for seed, tau in enumerate((0.1, 0.5, 2.0)):
+        z1, z2 = _pairs(n, 3, seed=30 + seed)
+        bound = clkit.info_nce_lower_bound(n, tau)
+        assert bound == pytest.approx(math.log(1 + (2 * n - 2) * math.exp(-2 / tau)), rel=1e-14)
+        assert bound <= float(clkit.info_nce(z1, z2, temperature=tau)) + 1e-12
+    assert clkit.info_nce_lower_bound(1, 0.7) == 0.0  # no negatives besides the positive's partner
+
+
+def test_collapse_value_and_lower_bound_accept_sympy_symbols_and_agree_with_numbers():
+    sympy = pytest.importorskip("sympy")
+    n, tau = sympy.symbols("N tau", positive=True)
+    collapse = clkit.info_nce_collapse_value(n)
+    bound = clkit.info_nce_lower_bound(n, tau)
+    assert sympy.simplify(collapse - sympy.log(2 * n - 1)) == 0
+    assert sympy.simplify(bound - sympy.log(1 + (2 * n - 2) * sympy.exp(-2 / tau))) == 0
+    for n_val, tau_val in ((3, 0.4), (11, 1.7)):
+        assert float(collapse.subs(n, n_val)) == pytest.approx(clkit.info_nce_collapse_value(n_val), rel=1e-14)
+        assert float(bound.subs({n: n_val, tau: tau_val})) == pytest.approx(
+            clkit.info_nce_lower_bound(n_val, tau_val), rel=1e-14)
