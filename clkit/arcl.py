@@ -18,6 +18,7 @@ from scipy.special import ndtr, owens_t
 
 from ._validation import check_finite, check_nonnegative, check_positive, check_shape
 from .device import DEFAULT_DTYPE, default_device
+from .symbolic import is_symbolic
 
 __all__ = [
     "sample_example_data",
@@ -27,10 +28,15 @@ __all__ = [
     "alignment_loss",
     "ar_loss",
     "ar_first_moment",
+    "expected_squared_range",
     "head_risk",
+    "optimal_risk",
     "domain_risk",
     "logistic_domain_risk",
     "fit_logistic_heads",
+    "logistic_risk_by_conditioning",
+    "optimal_logistic_heads",
+    "fit_logistic_heads_on_sample",
 ]
 
 
@@ -106,7 +112,12 @@ def alignment_loss(weights: torch.Tensor, theta_variance: float = 1.0) -> torch.
     Source: Zhao et al. (2023), proof of Example 1 (there :math:`\pi=\mathcal N(0,1)`, so
     :math:`\operatorname{Var}_\pi\theta=1` and :math:`\mathcal L_{\mathrm{align}}(f_\varepsilon)=\varepsilon/2`).
     Returns a 0-d tensor. Raises ``ValueError`` for bad ``weights`` or a negative ``theta_variance``.
+    ``weights`` may also be a pair of SymPy expressions (and ``theta_variance`` a SymPy
+    expression): the same formula is then returned as a SymPy expression, so that the chapter's
+    symbolic check runs through this code.
     """
+    if not isinstance(weights, torch.Tensor) and is_symbolic(*weights, theta_variance):
+        return 2 * theta_variance * weights[1] ** 2
     _check_weights(weights)
     var = check_nonnegative("theta_variance", theta_variance)
     return 2.0 * var * weights[1] ** 2
@@ -158,6 +169,40 @@ def ar_first_moment(weights: torch.Tensor, theta_range: tuple[float, float]) -> 
     return (hi - lo) * weights[1].abs() * math.sqrt(2.0 / math.pi)
 
 
+def _composite_gauss_legendre(edges: np.ndarray, n_per_panel: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of Gauss–Legendre with ``n_per_panel`` nodes on each panel ``[edges[i], edges[i+1]]``."""
+    x, w = np.polynomial.legendre.leggauss(n_per_panel)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    return ((hi - lo) * (x + 1.0) / 2.0 + lo).ravel(), ((hi - lo) * w / 2.0).ravel()
+
+
+def expected_squared_range(m: int, *, n_per_panel: int = 16) -> float:
+    r"""Expected squared range :math:`\mathbb E\,(\max_i\theta_i-\min_i\theta_i)^2` of ``m`` i.i.d. :math:`\mathcal N(0,1)`.
+
+    .. math::
+        \mathbb E R_m^2 = \int_0^\infty 2r\,\mathbb P(R_m>r)\,dr,\qquad
+        \mathbb P(R_m\le r) = m\int_{\mathbb R}\varphi(x)\,\big(\Phi(x+r)-\Phi(x)\big)^{m-1}dx
+
+    (the minimum sits at :math:`x`, the other ``m - 1`` draws in :math:`[x, x+r]`). This is the
+    growth of the sampled :math:`\widehat{\mathcal L}_{AR}` of Zhao et al. (2023) with ``m``
+    strengths :math:`\theta\sim\mathcal N(0,1)` per input: for :math:`f_w`,
+    :math:`\mathbb E\widehat{\mathcal L}_{AR}(f_w)=w_2^2\,\mathbb E R_m^2` (chapter ``05_arcl``). It grows like
+    :math:`8\log m` as :math:`m\to\infty`. Composite Gauss–Legendre on panels of width 1/2
+    (:math:`x\in[-9,9]`, :math:`r\in[0,14]`; the neglected mass is below :math:`10^{-18}`).
+    Raises ``ValueError`` unless ``m`` is a positive int.
+    """
+    if isinstance(m, bool) or not isinstance(m, int) or m <= 0:
+        raise ValueError(f"m must be a positive int, got {m!r}")
+    if m == 1:
+        return 0.0
+    x, wx = _composite_gauss_legendre(np.linspace(-9.0, 9.0, 37), n_per_panel)
+    r, wr = _composite_gauss_legendre(np.linspace(0.0, 14.0, 29), n_per_panel)
+    density = np.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
+    inside = np.clip(ndtr(x[None, :] + r[:, None]) - ndtr(x[None, :]), 0.0, 1.0)
+    cdf = m * (inside ** (m - 1) * density * wx).sum(axis=1)
+    return float((2.0 * r * (1.0 - cdf) * wr).sum())
+
+
 def _orthant_below(k: np.ndarray, a_coef: np.ndarray, s_abs: np.ndarray) -> np.ndarray:
     r""":math:`\mathbb P(X_1<0,\ Z<k\sigma)` for :math:`Z=aX_1+sX_2`, :math:`\sigma^2=a^2+s^2`, via Owen's T.
 
@@ -205,6 +250,25 @@ def head_risk(
     return torch.as_tensor(risk, dtype=weights.dtype, device=weights.device)
 
 
+def optimal_risk(a, s):
+    r"""The 0-1 risk of the best linear head on the feature :math:`Z=aX_1+sX_2` (chapter ``05_arcl``, optimal-head lemma).
+
+    .. math::
+        \mathcal R = \frac{\arccos\rho}{\pi} = \frac1\pi\arctan\frac{|s|}{|a|},\qquad
+        \rho=\frac{|a|}{\sqrt{a^2+s^2}}
+
+    (:math:`\tfrac12` when :math:`a=0`). ``a`` and ``s`` are numbers, tensors (broadcast; the
+    result is a tensor) or SymPy expressions (the result is then the SymPy expression
+    :math:`\arctan(|s|/|a|)/\pi`, which the chapter's derivation checks).
+    """
+    if is_symbolic(a, s):
+        import sympy
+
+        return sympy.atan(sympy.Abs(s) / sympy.Abs(a)) / sympy.pi
+    a_t, s_t = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(s))
+    return torch.atan2(s_t.abs(), a_t.abs()) / math.pi
+
+
 def domain_risk(weights: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
     r"""Exact risk :math:`\mathcal R(f_w;\mathcal D_c)=\min_{h,b}` of the 0-1 loss, minimised over linear heads with bias.
 
@@ -212,15 +276,16 @@ def domain_risk(weights: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
         \mathcal R(f_w;\mathcal D_c) = \frac{1}{\pi}\arctan\frac{|c\,w_2|}{|w_1|}
         = \frac{\arccos|\rho|}{\pi},\qquad \rho=\operatorname{corr}(X_1, f_w(A_cX)),
 
-    attained by :math:`t=-b/h=0` with :math:`\operatorname{sign}h=\operatorname{sign}w_1` (chapter
-    ``05_arcl``, Lemma "optimal head"); :math:`\tfrac12` when :math:`w_1=0`. For
-    :math:`f_\varepsilon` at :math:`c=2/\sqrt\varepsilon` it is :math:`\arctan(1)/\pi=1/4`
-    (Zhao et al., 2023, proof of Example 1). ``c`` is a scalar or tensor; returns its shape on the
-    device of ``weights``. Raises ``ValueError`` for bad ``weights`` or non-finite ``c``.
+    i.e. :func:`optimal_risk` with :math:`a=w_1`, :math:`s=c\,w_2`, attained by :math:`t=-b/h=0`
+    with :math:`\operatorname{sign}h=\operatorname{sign}w_1` (chapter ``05_arcl``, Lemma "optimal
+    head"); :math:`\tfrac12` when :math:`w_1=0`. For :math:`f_\varepsilon` at
+    :math:`c=2/\sqrt\varepsilon` it is :math:`\arctan(1)/\pi=1/4` (Zhao et al., 2023, proof of
+    Example 1). ``c`` is a scalar or tensor; returns its shape on the device of ``weights``. Raises
+    ``ValueError`` for bad ``weights`` or non-finite ``c``.
     """
     _check_weights(weights)
     c_t = check_finite("c", torch.as_tensor(c, dtype=weights.dtype, device=weights.device))
-    return torch.atan2((c_t * weights[1]).abs(), weights[0].abs().expand_as(c_t)) / math.pi
+    return optimal_risk(weights[0].expand_as(c_t), c_t * weights[1])
 
 
 def _half_line_rule(n_nodes: int, cutoff: float, dtype: torch.dtype, device: torch.device):
@@ -331,6 +396,165 @@ def fit_logistic_heads(
         scale = torch.ones(theta.shape[0], 1, dtype=weights.dtype, device=weights.device)
         for _ in range(30):  # backtracking: halve the step where the risk would not decrease
             worse = risk_of(params - scale * step) > current + 64 * torch.finfo(current.dtype).eps * current.abs()
+            if not bool(worse.any()):
+                break
+            scale = torch.where(worse[:, None], scale / 2, scale)
+        params = params - scale * step
+    raise RuntimeError(f"Newton did not reach gradient norm {grad_tol:g} in {max_iter} iterations")
+
+
+def _conditioning_rule(n_per_panel: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # v = Z / sigma ~ N(0, 1), split at 0; geometric panels resolve the scale 1/k of P(Y=1 | Z) near 0
+    # however large k = a/|s| is (down to 1e-6), uniform-width panels would need ~k nodes.
+    edges = np.concatenate([[0.0], np.geomspace(1e-6, 12.0, 32)])
+    v, wv = _composite_gauss_legendre(edges, n_per_panel)
+    v, wv = np.concatenate([-v[::-1], v]), np.concatenate([wv[::-1], wv])
+    weight = wv * np.exp(-0.5 * v**2) / math.sqrt(2.0 * math.pi)
+    return torch.as_tensor(v, dtype=dtype, device=device), torch.as_tensor(weight, dtype=dtype, device=device)
+
+
+def _domain_scales(weights: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    s = theta * weights[1]
+    sigma = torch.sqrt(weights[0] ** 2 + s**2)
+    return sigma, weights[0] / s.abs()
+
+
+def logistic_risk_by_conditioning(
+    weights: torch.Tensor,
+    theta: torch.Tensor | float,
+    h: torch.Tensor | float,
+    b: torch.Tensor | float,
+    *,
+    n_per_panel: int = 12,
+) -> torch.Tensor:
+    r"""Logistic risk of the head :math:`(h,b)` on :math:`\mathcal D_\theta`, as a one-dimensional integral.
+
+    Conditioning on the feature :math:`Z=aX_1+sX_2` (:math:`a=w_1`, :math:`s=\theta w_2`,
+    :math:`\sigma^2=a^2+s^2`): :math:`\mathbb P(Y=1\mid Z=\sigma v)=\Phi(kv)` with :math:`k=a/|s|`, so
+
+    .. math::
+        \mathcal R_\theta(h,b) = \mathbb E_{v\sim\mathcal N(0,1)}\big[\Phi(kv)\,\log(1+e^{-(h\sigma v+b)})
+        + \Phi(-kv)\,\log(1+e^{h\sigma v+b})\big]
+
+    (chapter ``05_arcl``; the same risk as :func:`logistic_domain_risk`, by an independent route).
+    Composite Gauss–Legendre in :math:`v` on geometric panels, accurate for any :math:`k`.
+    ``theta``, ``h``, ``b`` broadcast; returns their broadcast shape. Raises ``ValueError`` for bad
+    ``weights``, non-finite arguments or a non-positive ``n_per_panel``.
+    """
+    _check_weights(weights)
+    if isinstance(n_per_panel, bool) or not isinstance(n_per_panel, int) or n_per_panel <= 0:
+        raise ValueError(f"n_per_panel must be a positive int, got {n_per_panel!r}")
+    args = [torch.as_tensor(v, dtype=weights.dtype, device=weights.device) for v in (theta, h, b)]
+    for name, value in zip(("theta", "h", "b"), args):
+        check_finite(name, value)
+    theta_t, h_t, b_t = torch.broadcast_tensors(*args)
+    v, weight = _conditioning_rule(n_per_panel, weights.dtype, weights.device)
+    sigma, k = _domain_scales(weights, theta_t)
+    p_one = torch.special.ndtr(k[..., None] * v)
+    score = (h_t * sigma)[..., None] * v + b_t[..., None]
+    softplus = torch.nn.functional.softplus
+    return ((p_one * softplus(-score) + (1.0 - p_one) * softplus(score)) * weight).sum(-1)
+
+
+def optimal_logistic_heads(
+    weights: torch.Tensor, theta: torch.Tensor, *, n_per_panel: int = 12, max_iter: int = 200
+) -> torch.Tensor:
+    r"""The minimising logistic head :math:`h_\theta` on each domain :math:`\mathcal D_\theta` (bias 0), by conditioning.
+
+    :func:`logistic_risk_by_conditioning` is even in :math:`b` (substitute :math:`v\to-v`) and
+    convex, so the optimal bias is 0 and :math:`h_\theta=g^\star(k)/\sigma` with
+    :math:`g^\star(k)=\arg\min_g 2\,\mathbb E[\Phi(kv)\log(1+e^{-gv})]` (chapter ``05_arcl``).
+    Damped Newton on :math:`g`, vectorised over ``theta`` (any shape), stopped when the step is
+    below :math:`10^{-12}(1+|g|)`. Raises ``ValueError`` where :math:`\theta w_2=0` (a separable
+    domain has no minimising head) and ``RuntimeError`` if Newton does not converge.
+    """
+    _check_weights(weights)
+    theta = check_finite("theta", torch.as_tensor(theta, dtype=weights.dtype, device=weights.device))
+    if bool(((theta * weights[1]) == 0).any()):
+        raise ValueError("theta * weights[1] must be non-zero: a separable domain has no minimising head")
+    v, weight = _conditioning_rule(n_per_panel, weights.dtype, weights.device)
+    sigma, k = _domain_scales(weights, theta)
+    p_one = torch.special.ndtr(k[..., None] * v)
+    softplus = torch.nn.functional.softplus
+
+    def risk(g: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (p_one * softplus(-g[..., None] * v) * weight).sum(-1)
+
+    # start at the slope of the best linear fit of the posterior, Phi(kv) ~ 1/2 + phi(0) k v against
+    # sigma(gv) ~ 1/2 + gv/4: g = 4 phi(0) k ~ 1.6 k; the logit-probit factor ~1.7 is the same at large k
+    g = 4.0 * k / math.sqrt(2.0 * math.pi)
+    for _ in range(max_iter):
+        sig = torch.sigmoid(-g[..., None] * v)
+        grad = -2.0 * (p_one * v * sig * weight).sum(-1)
+        curv = 2.0 * (p_one * v * v * sig * (1.0 - sig) * weight).sum(-1)
+        step = grad / curv
+        scale = torch.ones_like(g)
+        current = risk(g)
+        for _ in range(40):  # backtracking: halve the step where the risk would increase
+            worse = risk(g - scale * step) > current + 64 * torch.finfo(g.dtype).eps * current
+            if not bool(worse.any()):
+                break
+            scale = torch.where(worse, scale / 2, scale)
+        g = g - scale * step
+        if bool(((scale * step).abs() <= 1e-12 * (1.0 + g.abs())).all()):
+            return g / sigma
+    raise RuntimeError(f"Newton did not converge in {max_iter} iterations")
+
+
+def fit_logistic_heads_on_sample(
+    features: torch.Tensor, labels: torch.Tensor, *, grad_tol: float = 1e-12, max_iter: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Empirical risk minimiser :math:`(\hat h,\hat b)=\arg\min\frac1n\sum_k\log(1+e^{-\tilde y_k(hz_k+b)})` per row.
+
+    ``features`` has shape ``(d, n)`` (one domain per row, the same ``n`` inputs) or ``(n,)``,
+    ``labels`` shape ``(n,)`` in {0, 1} (:math:`\tilde y=2y-1`). Damped Newton on the convex
+    empirical logistic risk, vectorised over rows: the heads a practitioner fits on a finite
+    sample (chapter ``05_arcl``, transfer bound with empirical heads). Returns ``(h, b)`` of shape
+    ``(d,)`` (or 0-d). Raises ``ValueError`` if a row is linearly separable (no minimiser) or the
+    shapes disagree, ``RuntimeError`` if the gradient norm does not fall below ``grad_tol``.
+    """
+    if not isinstance(features, torch.Tensor) or features.dim() not in (1, 2):
+        raise ValueError(f"features must be a tensor of shape (d, n) or (n,), got {getattr(features, 'shape', None)}")
+    check_finite("features", features)
+    squeeze = features.dim() == 1
+    z = features[None, :] if squeeze else features
+    if not isinstance(labels, torch.Tensor) or labels.shape != (z.shape[1],):
+        raise ValueError(f"labels must be a tensor of shape ({z.shape[1]},), got {getattr(labels, 'shape', None)}")
+    y_sign = (2 * labels - 1).to(z.dtype)
+    ones, zeros = labels == 1, labels == 0
+    if not (bool(ones.any()) and bool(zeros.any())):
+        raise ValueError("labels must contain both classes")
+    big = torch.finfo(z.dtype).max
+    separable = (z.masked_fill(~zeros, -big).amax(1) < z.masked_fill(~ones, big).amin(1)) | (
+        z.masked_fill(~ones, -big).amax(1) < z.masked_fill(~zeros, big).amin(1)
+    )
+    if bool(separable.any()):
+        raise ValueError("features: a row is linearly separable, so no minimising head exists")
+    n = z.shape[1]
+    params = torch.zeros(z.shape[0], 2, dtype=z.dtype, device=z.device)
+    softplus = torch.nn.functional.softplus
+
+    def risk(p: torch.Tensor) -> torch.Tensor:
+        return softplus(-y_sign * (p[:, :1] * z + p[:, 1:])).mean(1)
+
+    for _ in range(max_iter):
+        m = p_margin = y_sign * (params[:, :1] * z + params[:, 1:])
+        coef = -y_sign * torch.sigmoid(-p_margin) / n
+        grad = torch.stack([(coef * z).sum(1), coef.sum(1)], -1)
+        if float(grad.norm(dim=-1).max()) < grad_tol:
+            out_h, out_b = params[:, 0].clone(), params[:, 1].clone()
+            return (out_h[0], out_b[0]) if squeeze else (out_h, out_b)
+        curv = torch.sigmoid(m) * torch.sigmoid(-m) / n
+        hess = torch.stack(
+            [torch.stack([(curv * z * z).sum(1), (curv * z).sum(1)], -1),
+             torch.stack([(curv * z).sum(1), curv.sum(1)], -1)],
+            -2,
+        )
+        step = torch.linalg.solve(hess, grad)
+        current = risk(params)
+        scale = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
+        for _ in range(40):
+            worse = risk(params - scale * step) > current + 64 * torch.finfo(z.dtype).eps * current
             if not bool(worse.any()):
                 break
             scale = torch.where(worse[:, None], scale / 2, scale)

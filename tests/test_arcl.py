@@ -217,3 +217,118 @@ def test_fit_logistic_heads_is_device_agnostic_in_its_output():
     w = _w(1.0, 0.5)
     h, b = clkit.fit_logistic_heads(w, torch.tensor([1.0], dtype=DTYPE), n_nodes=32)
     assert h.device == w.device and b.dtype == DTYPE
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: clkit.expected_squared_range(0), "m"),
+        (lambda: clkit.expected_squared_range(2.0), "m"),
+        (lambda: clkit.logistic_risk_by_conditioning(_w(1, 1), 1.0, 1.0, 0.0, n_per_panel=0), "n_per_panel"),
+        (lambda: clkit.logistic_risk_by_conditioning(_w(1, 1), math.nan, 1.0, 0.0), "theta"),
+        (lambda: clkit.optimal_logistic_heads(_w(1, 0), torch.tensor([1.0], dtype=DTYPE)), "theta"),
+        (lambda: clkit.fit_logistic_heads_on_sample(torch.ones(2, 3, 4, dtype=DTYPE), torch.ones(4)), "features"),
+        (lambda: clkit.fit_logistic_heads_on_sample(torch.ones(2, 4, dtype=DTYPE), torch.ones(3)), "labels"),
+        (lambda: clkit.fit_logistic_heads_on_sample(torch.tensor([-1.0, 1.0], dtype=DTYPE),
+                                                    torch.tensor([0, 1])), "features"),
+    ],
+)
+def test_new_functions_reject_bad_input_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call()
+
+
+def test_expected_squared_range_exact_small_m_and_monte_carlo():
+    assert clkit.expected_squared_range(1) == 0.0
+    assert clkit.expected_squared_range(2) == pytest.approx(2.0, abs=1e-12)  # R = |theta_1 - theta_2|
+    gen = clkit.make_generator(7, "cpu")
+    for m in (3, 10, 100):
+        draws = torch.randn(100_000, m, dtype=DTYPE, generator=gen)
+        est = clkit.monte_carlo_mean((draws.amax(1) - draws.amin(1)) ** 2)
+        assert abs(est.mean - clkit.expected_squared_range(m)) <= 4 * est.stderr
+
+
+def test_expected_squared_range_converges_under_node_doubling_and_grows_like_8_log_m():
+    for m in (5, 1000):
+        assert clkit.expected_squared_range(m) == pytest.approx(
+            clkit.expected_squared_range(m, n_per_panel=32), rel=1e-12)
+    values = [clkit.expected_squared_range(m) for m in (10, 100, 1000, 10_000)]
+    assert all(b > a for a, b in zip(values, values[1:]))
+    ratios = [v / (8 * math.log(m)) for v, m in zip(values, (10, 100, 1000, 10_000))]
+    assert all(b > a for a, b in zip(ratios, ratios[1:])) and ratios[-1] < 1
+
+
+def test_optimal_risk_matches_domain_risk_and_accepts_sympy():
+    import sympy as sp
+
+    w = _w(0.8, -0.5)
+    c = torch.tensor([0.0, 0.7, 3.0], dtype=DTYPE)
+    assert torch.allclose(clkit.optimal_risk(w[0], c * w[1]), clkit.domain_risk(w, c), atol=0, rtol=0)
+    a, s = sp.symbols("a s", positive=True)
+    expr = clkit.optimal_risk(a, s)
+    assert float(expr.subs({a: 0.8, s: 0.35})) == pytest.approx(math.atan(0.35 / 0.8) / math.pi, abs=1e-15)
+    assert clkit.optimal_risk(sp.Integer(1), sp.Integer(1)) == sp.Rational(1, 4)
+
+
+def test_alignment_loss_accepts_sympy_weights():
+    import sympy as sp
+
+    w1, w2, v = sp.symbols("w1 w2 v", positive=True)
+    assert sp.expand(clkit.alignment_loss((w1, w2), v) - 2 * v * w2**2) == 0
+
+
+def test_logistic_risk_by_conditioning_matches_two_dimensional_quadrature_and_monte_carlo():
+    w = _w(0.9, 0.4)
+    theta = torch.tensor([0.3, 1.5, 4.0], dtype=DTYPE)
+    for h, b in ((2.0, 0.3), (-1.0, 0.0), (7.5, -1.2)):
+        one_d = clkit.logistic_risk_by_conditioning(w, theta, h, b)
+        two_d = clkit.logistic_domain_risk(w, theta, h, b, n_nodes=128)
+        assert torch.allclose(one_d, two_d, atol=1e-9, rtol=0)
+    gen = clkit.make_generator(8, "cpu")
+    x, y = clkit.sample_example_data(200_000, gen)
+    z = clkit.linear_representation(clkit.augment(x, 1.5), w)
+    est = clkit.monte_carlo_mean(torch.nn.functional.softplus(-(2 * y - 1).double() * (2.0 * z + 0.3)))
+    assert abs(est.mean - float(clkit.logistic_risk_by_conditioning(w, 1.5, 2.0, 0.3))) <= 4 * est.stderr
+
+
+def test_optimal_logistic_heads_match_two_dimensional_newton():
+    w = _w(0.9, 0.45)
+    theta = torch.tensor([0.5, 1.0, 2.0], dtype=DTYPE)
+    h_2d, b_2d = clkit.fit_logistic_heads(w, theta, n_nodes=96)
+    assert torch.allclose(clkit.optimal_logistic_heads(w, theta), h_2d, atol=1e-7, rtol=0)
+    assert float(b_2d.abs().max()) < 1e-10
+
+
+def test_optimal_logistic_heads_near_separable_match_scalar_minimisation():
+    from scipy.optimize import minimize_scalar
+
+    w = _w(1.0, 1e-3)  # k = a/|s| up to 2000: nearly separable domains
+    theta = torch.tensor([0.5, 2.0], dtype=DTYPE)
+    h = clkit.optimal_logistic_heads(w, theta)
+    for k in range(2):
+        fun = lambda v: float(clkit.logistic_risk_by_conditioning(w, theta[k], v, 0.0))
+        ref = minimize_scalar(fun, bracket=(0.5 * float(h[k]), float(h[k]), 2 * float(h[k])),
+                              tol=1e-12)
+        assert ref.x == pytest.approx(float(h[k]), rel=1e-5)
+    # the optimal bias is 0: the risk is even in b
+    r_plus = clkit.logistic_risk_by_conditioning(w, theta, h, 0.3)
+    r_minus = clkit.logistic_risk_by_conditioning(w, theta, h, -0.3)
+    assert torch.allclose(r_plus, r_minus, atol=1e-14, rtol=0)
+
+
+def test_fit_logistic_heads_on_sample_zeroes_the_autograd_gradient_and_matches_scipy():
+    gen = clkit.make_generator(9, "cpu")
+    x, y = clkit.sample_example_data(2_000, gen)
+    theta = torch.tensor([0.5, 2.0], dtype=DTYPE)
+    w = _w(0.9, 0.45)
+    z = clkit.linear_representation(clkit.augment(x[None], theta[:, None]), w)
+    h, b = clkit.fit_logistic_heads_on_sample(z, y)
+    params = torch.stack([h, b], -1).requires_grad_(True)
+    ys = (2 * y - 1).double()
+    risk = torch.nn.functional.softplus(-ys * (params[:, :1] * z + params[:, 1:])).mean(1).sum()
+    (grad,) = torch.autograd.grad(risk, params)
+    assert float(grad.abs().max()) < 1e-10
+    fun = lambda p: float(torch.nn.functional.softplus(-ys * (p[0] * z[1] + p[1])).mean())
+    ref = minimize(fun, x0=np.array([1.0, 0.0]), method="Nelder-Mead",
+                   options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 4000})
+    assert ref.x[0] == pytest.approx(float(h[1]), abs=1e-5) and ref.x[1] == pytest.approx(float(b[1]), abs=1e-5)
