@@ -29,6 +29,7 @@ from ._validation import (
     check_shape,
 )
 from .device import as_tensor
+from .symbolic import is_symbolic
 
 __all__ = [
     "ACTIVATIONS",
@@ -44,7 +45,15 @@ __all__ = [
     "alpha_cl_dynamics",
     "eigengap",
     "local_roughness",
+    "local_roughness_batch",
     "tangent_basis",
+    "tangent_bases",
+    "uniform_alpha_expected_covariance",
+    "info_nce_alpha_from_distances",
+    "sphere_flow",
+    "flow_jacobian",
+    "linearised_flow_matrix",
+    "find_critical_points",
 ]
 
 #: The homogeneous activations :math:`h(x)=h'(x)x` supported by the one-layer functions.
@@ -71,6 +80,15 @@ def _check_pair(x: torch.Tensor, x_pos: torch.Tensor) -> None:
     check_finite("x_pos", x_pos)
 
 
+def _check_batch_pair(x: torch.Tensor, x_pos: torch.Tensor) -> None:
+    """``(N, d)`` or a batch ``(B, N, d)`` of views, finite, with matching shapes."""
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+        raise ValueError(f"x must be a tensor of shape (N, d) or (B, N, d), got {getattr(x, 'shape', type(x))}")
+    check_finite("x", x)
+    check_shape("x_pos", x_pos, tuple(x.shape))
+    check_finite("x_pos", x_pos)
+
+
 def _check_weight(name: str, w: torch.Tensor, d: int) -> None:
     check_shape(name, w, (d,))
     check_finite(name, w)
@@ -91,44 +109,71 @@ def contrastive_covariance(x: torch.Tensor, x_pos: torch.Tensor, alpha: torch.Te
     :math:`\big[X^\top(\operatorname{diag}(r+c)-\alpha-\alpha^\top)X - D^\top\operatorname{diag}(r)D\big]/(2N^2)`.
 
     Args:
-        x: ``(N, d)`` rows :math:`x[i]`.
-        x_pos: ``(N, d)`` their positives (augmented views) :math:`x[i']`.
-        alpha: ``(N, N)`` pairwise importances :math:`\alpha_{ij}` (any real weights).
+        x: ``(N, d)`` rows :math:`x[i]`, or a batch ``(B, N, d)`` of independent batches.
+        x_pos: their positives (augmented views) :math:`x[i']`, same shape.
+        alpha: ``(N, N)`` pairwise importances :math:`\alpha_{ij}` (any real weights), or ``(B, N, N)``.
 
     Returns:
-        ``(d, d)`` symmetric matrix, differentiable in all three inputs.
+        ``(d, d)`` symmetric matrix (``(B, d, d)`` for a batch), differentiable in all three inputs.
 
     Raises:
         ValueError: naming the argument, for shapes that do not match or non-finite entries.
     """
-    _check_pair(x, x_pos)
-    n = x.shape[0]
-    check_shape("alpha", alpha, (n, n))
+    _check_batch_pair(x, x_pos)
+    n = x.shape[-2]
+    if not isinstance(alpha, torch.Tensor) or alpha.shape[-2:] != (n, n) or alpha.dim() > x.dim() or (
+        alpha.dim() == 3 and alpha.shape[0] != x.shape[0]
+    ):
+        raise ValueError(f"alpha must have shape ({n}, {n}) or (B, {n}, {n}), got {tuple(getattr(alpha, 'shape', ()))}")
     check_finite("alpha", alpha)
     alpha = alpha.to(dtype=x.dtype)
-    rows, cols = alpha.sum(1), alpha.sum(0)
-    laplacian = torch.diag(rows + cols) - alpha - alpha.T
+    rows, cols = alpha.sum(-1), alpha.sum(-2)
+    laplacian = torch.diag_embed(rows + cols) - alpha - alpha.transpose(-1, -2)
     d = x - x_pos
-    return (x.T @ laplacian @ x - (d * rows[:, None]).T @ d) / (2 * n * n)
+    xt = x.transpose(-1, -2)
+    return (xt @ laplacian @ x - (d * rows[..., None]).transpose(-1, -2) @ d) / (2 * n * n)
+
+
+def uniform_alpha_expected_covariance(v_conditional_mean, v_total, n):
+    r"""Exact mean of :math:`\mathbb C_\alpha[x]` for uniform α on ``n`` i.i.d. pairs (the book's lemma):
+
+    .. math:: \mathbb E\,\mathbb C_{\mathbf 1}[x] = \mathbb V_{x_0}\big[\mathbb E[x\mid x_0]\big] - \frac1N\,\mathbb V[x],
+
+    valid when the two views are conditionally independent and identically distributed given
+    :math:`x_0`. Accepts tensors, floats or SymPy expressions (for the chapter's symbolic proof).
+
+    Args:
+        v_conditional_mean: :math:`\mathbb V[\mathbb E[x\mid x_0]]` (matrix or scalar).
+        v_total: :math:`\mathbb V[x]` (same shape).
+        n: batch size :math:`N\ge 1` (an int or a SymPy symbol).
+
+    Raises:
+        ValueError: for a numeric ``n < 1``.
+    """
+    if not is_symbolic(n) and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return v_conditional_mean - v_total / n
 
 
 def gated_data(x: torch.Tensor, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
     r"""Gated data :math:`\tilde x^w[i] = x[i]\,h'(w^\top x[i])` (Tian 2023, one-layer section).
 
     Args:
-        x: ``(N, d)`` data; w: ``(d,)`` weight; activation: ``"linear"`` or ``"relu"``
-            (:math:`h'(u)=\mathbb 1[u>0]`).
+        x: ``(N, d)`` data (or a batch ``(B, N, d)``); w: ``(d,)`` weight; activation: ``"linear"``
+            or ``"relu"`` (:math:`h'(u)=\mathbb 1[u>0]`).
 
     Returns:
-        ``(N, d)``. For a homogeneous :math:`h`, :math:`h(w^\top x) = w^\top\tilde x^w`.
+        Same shape as ``x``. For a homogeneous :math:`h`, :math:`h(w^\top x) = w^\top\tilde x^w`.
 
     Raises:
         ValueError: for bad shapes, non-finite input, a zero ``w`` or an unknown activation.
     """
-    check_matrix("x", x)
-    _check_weight("w", w, x.shape[1])
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+        raise ValueError(f"x must be a tensor of shape (N, d) or (B, N, d), got {getattr(x, 'shape', type(x))}")
+    check_finite("x", x)
+    _check_weight("w", w, x.shape[-1])
     _check_activation(activation)
-    return x * _activation_derivative(activation, x @ w)[:, None]
+    return x * _activation_derivative(activation, x @ w)[..., None]
 
 
 def one_layer_matrix(
@@ -140,15 +185,16 @@ def one_layer_matrix(
     α held fixed (stop-gradient) :math:`\nabla_w\,\tfrac12\mathbb C_\alpha[h(w^\top x)] = A(w)w`.
 
     Args:
-        x, x_pos: ``(N, d)`` views; w: ``(d,)``; alpha: ``(N, N)``; activation: ``"linear"``/``"relu"``.
+        x, x_pos: ``(N, d)`` views (or batches ``(B, N, d)``); w: ``(d,)``; alpha: ``(N, N)``
+            (or ``(B, N, N)``); activation: ``"linear"``/``"relu"``.
 
     Returns:
-        ``(d, d)``.
+        ``(d, d)`` (``(B, d, d)`` for a batch).
 
     Raises:
         ValueError: as :func:`contrastive_covariance` and :func:`gated_data`.
     """
-    _check_pair(x, x_pos)
+    _check_batch_pair(x, x_pos)
     return contrastive_covariance(gated_data(x, w, activation), gated_data(x_pos, w, activation), alpha)
 
 
@@ -165,20 +211,23 @@ def gaussian_alpha(x0: torch.Tensor, w: torch.Tensor, tau: float, activation: st
     .. math:: \alpha_{ij} = \exp\Big(-\frac{\big(h(w^\top x_0[i]) - h(w^\top x_0[j])\big)^2}{2\tau}\Big).
 
     Args:
-        x0: ``(N, d)``; w: ``(d,)``; tau: :math:`\tau>0`; activation: ``"linear"``/``"relu"``.
+        x0: ``(N, d)`` (or a batch ``(B, N, d)``); w: ``(d,)``; tau: :math:`\tau>0`;
+            activation: ``"linear"``/``"relu"``.
 
     Returns:
-        ``(N, N)`` symmetric, ones on the diagonal.
+        ``(N, N)`` (``(B, N, N)``) symmetric, ones on the diagonal.
 
     Raises:
         ValueError: for bad shapes, non-finite input, ``tau <= 0`` or an unknown activation.
     """
-    check_matrix("x0", x0)
-    _check_weight("w", w, x0.shape[1])
+    if not isinstance(x0, torch.Tensor) or x0.dim() not in (2, 3):
+        raise ValueError(f"x0 must be a tensor of shape (N, d) or (B, N, d), got {getattr(x0, 'shape', type(x0))}")
+    check_finite("x0", x0)
+    _check_weight("w", w, x0.shape[-1])
     tau = check_positive("tau", tau)
     _check_activation(activation)
     f = _activation(activation, x0 @ w)
-    return torch.exp(-(f[:, None] - f[None, :]).pow(2) / (2 * tau))
+    return torch.exp(-(f[..., :, None] - f[..., None, :]).pow(2) / (2 * tau))
 
 
 def alpha_cl_energy(f: torch.Tensor, f_pos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -242,22 +291,63 @@ def info_nce_distance(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: flo
     return (d_pos + tau * torch.logsumexp(logits, dim=1)).sum()
 
 
-def info_nce_alpha(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
-    r"""The pairwise importance that makes InfoNCE an α-CL (book's derivation, chapter ``04_alpha_cl``):
+def info_nce_alpha_from_distances(d_pos, d_neg, tau, eps=1.0):
+    r"""The α that makes InfoNCE an α-CL, from the half squared distances (chapter ``04_alpha_cl``):
 
     .. math::
         \alpha_{ij} = 2N^2\,\frac{e^{-d_{ij}^2/\tau}}{\epsilon e^{-d_i^2/\tau}+\sum_{k\ne i}e^{-d_{ik}^2/\tau}}
-        \ (j\ne i),\qquad \alpha_{ii}=0,
+        \ (j\ne i),\qquad \alpha_{ii}=0 .
 
-    so that :math:`\nabla_\theta\mathcal L_{nce} = -\nabla_\theta\mathcal E_{\mathrm{sg}(\alpha)}`.
+    Accepts tensors (``d_pos`` ``(N,)``, ``d_neg`` ``(N, N)``; computed stably by a softmax) or SymPy
+    objects (``d_pos`` a length-N sequence, ``d_neg`` an N x N ``sympy.Matrix``; symbols allowed for
+    ``tau`` and ``eps``), so that the chapter's symbolic proof and its numeric checks use one formula.
+
+    Returns:
+        ``(N, N)`` tensor or ``sympy.Matrix``.
+
+    Raises:
+        ValueError: for mismatched shapes, ``tau <= 0`` or ``eps < 0`` (numeric input).
+    """
+    if is_symbolic(tau, eps, *list(d_pos), *list(d_neg)):
+        import sympy
+
+        n = len(d_pos)
+        if tuple(sympy.Matrix(d_neg).shape) != (n, n):
+            raise ValueError(f"d_neg must be {n} x {n}")
+        d_neg = sympy.Matrix(d_neg)
+        out = sympy.zeros(n, n)
+        for i in range(n):
+            z_i = eps * sympy.exp(-d_pos[i] / tau) + sum(sympy.exp(-d_neg[i, k] / tau) for k in range(n) if k != i)
+            for j in range(n):
+                if j != i:
+                    out[i, j] = 2 * n * n * sympy.exp(-d_neg[i, j] / tau) / z_i
+        return out
+    check_shape("d_neg", d_neg, (d_pos.shape[0], d_pos.shape[0]))
+    tau = check_positive("tau", tau)
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    n = d_pos.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=d_neg.device)
+    logits = torch.where(off, -d_neg / tau, torch.full_like(d_neg, -math.inf))
+    if eps > 0:
+        logits = torch.cat([logits, (math.log(eps) - d_pos / tau)[:, None]], dim=1)
+    return (2 * n * n) * torch.softmax(logits, dim=1)[:, :n]
+
+
+def info_nce_alpha(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
+    r"""The pairwise importance that makes InfoNCE an α-CL (book's derivation, chapter ``04_alpha_cl``):
+
+    :func:`info_nce_alpha_from_distances` of :math:`d_i^2=\tfrac12\|f[i]-f[i']\|^2`,
+    :math:`d_{ij}^2=\tfrac12\|f[i]-f[j]\|^2`, so that
+    :math:`\nabla_\theta\mathcal L_{nce} = -\nabla_\theta\mathcal E_{\mathrm{sg}(\alpha)}`.
     The result is detached (stop-gradient). Arguments and errors as :func:`info_nce_distance`.
 
     Returns:
         ``(N, N)``, row-normalised Gaussian weights scaled by :math:`2N^2`.
     """
-    n, _, _, logits = _info_nce_terms(f.detach(), f_pos.detach(), tau, eps)
-    weights = torch.softmax(logits, dim=1)[:, :n]
-    return (2 * n * n) * weights
+    _info_nce_terms(f, f_pos, tau, eps)  # validation
+    d_pos, d_neg = _half_squared_distances(f.detach(), f_pos.detach())
+    return info_nce_alpha_from_distances(d_pos, d_neg, tau, eps)
 
 
 def tangent_basis(w: torch.Tensor) -> torch.Tensor:
@@ -366,6 +456,160 @@ def alpha_cl_dynamics(
         w = w + lr * grad
         w = w / w.norm(dim=1, keepdim=True)
     return w
+
+
+def tangent_bases(w: torch.Tensor) -> torch.Tensor:
+    r"""Orthonormal bases ``(K, d, d-1)`` of the tangent spaces :math:`w_k^\perp`, one per row of ``w``.
+
+    Row ``k`` gives the same basis as :func:`tangent_basis` of ``w[k]``.
+    """
+    check_matrix("w", w)
+    norms = w.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError("w must have non-zero rows")
+    d = w.shape[1]
+    eye = torch.eye(d, dtype=w.dtype, device=w.device).expand(w.shape[0], d, d)
+    q, _ = torch.linalg.qr(torch.cat([(w / norms)[:, :, None], eye], 2))
+    return q[:, :, 1:d]
+
+
+def sphere_flow(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    r"""The α-CL flow on the unit sphere, :math:`F(w) = (I-\hat w\hat w^\top)A(\hat w)\hat w`, :math:`\hat w=w/\|w\|`.
+
+    Its zeros are the critical points :math:`A(w_*)w_*=\lambda_*w_*`; :func:`alpha_cl_dynamics` is its
+    Euler discretisation followed by renormalisation. Differentiable in ``w``.
+
+    Args:
+        matrices_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)`; w: ``(K, d)``.
+
+    Returns:
+        ``(K, d)``.
+    """
+    check_matrix("w", w)
+    w_hat = w / w.norm(dim=1, keepdim=True)
+    g = torch.einsum("kij,kj->ki", matrices_fn(w_hat), w_hat)
+    return g - (g * w_hat).sum(1, keepdim=True) * w_hat
+
+
+def flow_jacobian(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    r"""Jacobian of :func:`sphere_flow` in tangent coordinates, by automatic differentiation.
+
+    :math:`E_k^\top\,\partial F/\partial w\,(w_k)\,E_k` with :math:`E_k` = :func:`tangent_bases`;
+    at a critical point its eigenvalues decide linear stability (all real parts < 0: stable).
+    The rows of ``w`` are independent, so one reverse pass per output coordinate serves the batch.
+
+    Args:
+        matrices_fn: ``(K, d) -> (K, d, d)``; w: ``(K, d)`` (normalised here).
+
+    Returns:
+        ``(K, d-1, d-1)``.
+    """
+    check_matrix("w", w)
+    w_hat = (w / w.norm(dim=1, keepdim=True)).detach()
+    jac = torch.autograd.functional.jacobian(lambda v: sphere_flow(matrices_fn, v).sum(0), w_hat)  # (d, K, d)
+    jac = jac.permute(1, 0, 2)
+    basis = tangent_bases(w_hat)
+    return basis.transpose(1, 2) @ jac @ basis
+
+
+def linearised_flow_matrix(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    r"""The book's linearisation of the α-CL flow at a critical point (Lemma ``lem-linearised-flow``):
+
+    .. math:: J = E^\top A(w_*)E + E^\top B_E - \lambda_* I,\qquad \lambda_* = w_*^\top A(w_*)w_*,
+
+    with :math:`E` = :func:`tangent_basis` of ``w`` and :math:`B_E` the derivative of
+    :math:`v\mapsto A(v)w_*` along :math:`E` (the ``B`` returned by :func:`local_roughness`).
+
+    Args:
+        a: ``(d, d)``; b: ``(d, d-1)``; w: ``(d,)``.
+
+    Returns:
+        ``(d-1, d-1)``.
+    """
+    check_matrix("a", a)
+    _check_weight("w", w, a.shape[0])
+    check_shape("b", b, (a.shape[0], a.shape[0] - 1))
+    w_hat = w / w.norm()
+    basis = tangent_basis(w_hat)
+    lam = w_hat @ a @ w_hat
+    eye = torch.eye(a.shape[0] - 1, dtype=a.dtype, device=a.device)
+    return basis.T @ a @ basis + basis.T @ b - lam * eye
+
+
+def find_critical_points(
+    matrices_fn: Callable[[torch.Tensor], torch.Tensor],
+    starts: torch.Tensor,
+    *,
+    tol: float = 1e-11,
+    max_iter: int = 60,
+    max_step: float = 0.3,
+    merge: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Critical points of the α-CL flow on the sphere by Newton's method, without the dynamics.
+
+    From each start, damped Newton steps on :math:`F(w)=0` (:func:`sphere_flow`) in tangent
+    coordinates, :math:`\xi = -J_E^{+}E^\top F(w)`, :math:`w\leftarrow(w+E\xi)/\|\cdot\|`, with
+    :math:`J_E` = :func:`flow_jacobian` and step length capped at ``max_step``. Newton converges to
+    maxima, saddles and minima alike. Converged points (``|F| < tol``) are deduplicated
+    (distance below ``merge``).
+
+    Args:
+        matrices_fn: ``(K, d) -> (K, d, d)``; starts: ``(K, d)``; tol, max_iter, max_step, merge: as above.
+
+    Returns:
+        ``(points, residuals)``: ``(M, d)`` unit vectors and their :math:`\|F\|`, ``(M,)``.
+
+    Raises:
+        ValueError: for bad shapes or non-positive ``tol``/``max_step``/``merge``.
+    """
+    check_matrix("starts", starts)
+    tol, max_step, merge = check_positive("tol", tol), check_positive("max_step", max_step), check_positive("merge", merge)
+    w = (starts / starts.norm(dim=1, keepdim=True)).detach()
+    active = torch.arange(w.shape[0], device=w.device)
+    for _ in range(max_iter):
+        f = sphere_flow(matrices_fn, w[active]).detach()
+        active = active[f.norm(dim=1) >= tol]  # converged points stop; the rest keep iterating
+        if active.numel() == 0:
+            break
+        v = w[active]
+        basis = tangent_bases(v)
+        rhs = basis.transpose(1, 2) @ sphere_flow(matrices_fn, v).detach()[:, :, None]
+        xi = -(torch.linalg.pinv(flow_jacobian(matrices_fn, v), rtol=1e-13) @ rhs)[:, :, 0]
+        length = xi.norm(dim=1, keepdim=True)
+        xi = xi * torch.clamp(max_step / length.clamp_min(1e-300), max=1.0)
+        v = v + (basis @ xi[:, :, None])[:, :, 0]
+        w[active] = v / v.norm(dim=1, keepdim=True)
+    res = sphere_flow(matrices_fn, w).detach().norm(dim=1)
+    keep = torch.nonzero(res < tol).flatten().tolist()
+    points: list[torch.Tensor] = []
+    residuals: list[torch.Tensor] = []
+    for k in keep:
+        if all(float((w[k] - p).norm()) > merge for p in points):
+            points.append(w[k])
+            residuals.append(res[k])
+    if not points:
+        return w.new_zeros(0, w.shape[1]), w.new_zeros(0)
+    return torch.stack(points), torch.stack(residuals)
+
+
+def local_roughness_batch(
+    matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, step: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":func:`local_roughness` at each row of ``w`` ``(K, d)`` with one call of the batched ``matrices_fn``.
+
+    Returns:
+        ``(rho, B)``: ``(K,)`` and ``(K, d, d-1)`` (columns along :func:`tangent_bases`).
+    """
+    check_matrix("w", w)
+    step = check_positive("step", step)
+    w_hat = w / w.norm(dim=1, keepdim=True)
+    k, d = w_hat.shape
+    basis = tangent_bases(w_hat)  # (K, d, d-1)
+    shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
+    v = torch.cat([w_hat[:, None, :] + shifts, w_hat[:, None, :] - shifts], 1).reshape(-1, d)
+    a = matrices_fn(v / v.norm(dim=1, keepdim=True)).reshape(k, 2, d - 1, d, d)
+    b = torch.einsum("kcij,kj->kic", a[:, 0] - a[:, 1], w_hat) / (2 * step)
+    return torch.linalg.matrix_norm(b, ord=2), b
 
 
 def _std_normal_pdf(a: torch.Tensor) -> torch.Tensor:
@@ -509,6 +753,42 @@ class LatentPatternModel:
         within = torch.einsum("k,kij->ij", self.probs, cov)
         return (1 - 1 / n) * self.population_matrix(w, activation, tau) - within / n
 
+    def roughness_bound_terms(
+        self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
+    ) -> tuple[float, float]:
+        r"""The two parts of :meth:`roughness_bound`: the gate term and the kernel (:math:`\tau`) term.
+
+        .. math::
+            R_{\rm gate} = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\gamma_k,\qquad
+            R_\tau = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\frac{|\Delta_{kl}|}{2\tau}
+                \|P(h'_k\mu_k-h'_l\mu_l)\|\,\|m_k-m_l\|
+
+        (:math:`R_\tau = 0` for uniform α).
+        """
+        _check_activation(activation)
+        w = self._unit(w)
+        mu, s = self.patterns, self.sigma
+        m, _ = self.gated_moments(w, activation)
+        proj = mu - (mu @ w)[:, None] * w
+        if activation == "linear":
+            gamma = torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
+        else:
+            a = mu @ w / s
+            gamma = _std_normal_pdf(a) * (proj.norm(dim=1).pow(2) / s + s)
+        diff = m[:, None, :] - m[None, :, :]
+        c = (diff @ w).abs()
+        weights = self.probs[:, None] * self.probs[None, :] * self.kernel(w, activation, tau)
+        gate = float((weights * c * gamma[:, None]).sum())
+        if tau is None:
+            return gate, 0.0
+        pre = mu @ w
+        f, fprime = _activation(activation, pre), _activation_derivative(activation, pre)
+        delta = (f[:, None] - f[None, :]).abs()
+        gated_proj = fprime[:, None] * proj
+        dk = (gated_proj[:, None, :] - gated_proj[None, :, :]).norm(dim=-1)
+        kernel = float((weights * c * delta / (2 * tau) * dk * diff.norm(dim=-1)).sum())
+        return gate, kernel
+
     def roughness_bound(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> float:
         r"""The book's upper bound on :math:`\rho(w)` (Lemma ``lem-rho-bound`` of chapter ``04_alpha_cl``).
 
@@ -522,28 +802,7 @@ class LatentPatternModel:
 
         :math:`\Delta_{kl}=h(w^\top\mu_k)-h(w^\top\mu_l)`, :math:`h'_k = h'(w^\top\mu_k)`; the
         bracket's second term is absent for uniform α. Valid where no :math:`w^\top\mu_k` is 0 (ReLU).
+        The sum of :meth:`roughness_bound_terms`.
         """
-        _check_activation(activation)
-        w = self._unit(w)
-        mu, s = self.patterns, self.sigma
-        m, _ = self.gated_moments(w, activation)
-        proj = mu - (mu @ w)[:, None] * w
-        if activation == "linear":
-            gamma = torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
-        else:
-            a = mu @ w / s
-            pn = proj.norm(dim=1)
-            gamma = _std_normal_pdf(a) * (pn.pow(2) / s + s)
-        diff = m[:, None, :] - m[None, :, :]
-        c = (diff @ w).abs()
-        kappa = self.kernel(w, activation, tau)
-        bracket = gamma[:, None].expand_as(c)
-        if tau is not None:
-            pre = mu @ w
-            f, fprime = _activation(activation, pre), _activation_derivative(activation, pre)
-            delta = (f[:, None] - f[None, :]).abs()
-            gated_proj = fprime[:, None] * proj
-            dk = (gated_proj[:, None, :] - gated_proj[None, :, :]).norm(dim=-1)
-            bracket = bracket + delta / (2 * tau) * dk * diff.norm(dim=-1)
-        weights = self.probs[:, None] * self.probs[None, :] * kappa
-        return float((weights * c * bracket).sum())
+        gate, kernel = self.roughness_bound_terms(w, activation, tau)
+        return gate + kernel

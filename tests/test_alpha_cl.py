@@ -175,14 +175,147 @@ def test_population_matrices_batched_equals_one_at_a_time(activation: str, tau: 
     torch.testing.assert_close(model.population_matrices(w, activation, tau), stacked, rtol=1e-12, atol=1e-14)
 
 
+def _analytic_b(model: clkit.LatentPatternModel, w: torch.Tensor, tau: float | None) -> np.ndarray:
+    """Derivative of v -> A(v) w along the sphere, from the closed-form derivatives of m_k and kappa.
+
+    dm_k = phi(a_k) (P mu_k mu_k' P / sigma + sigma P) u and, for Gaussian alpha,
+    dkappa_kl = -kappa_kl Delta_kl / tau * (h'_k mu_k - h'_l mu_l)' P u (the proof of the bound
+    lemma); written with numpy loops, independent of clkit's finite differences and autograd.
+    """
+    mu, sigma, p = model.patterns.numpy(), model.sigma, model.probs.numpy()
+    w = w.numpy() / np.linalg.norm(w.numpy())
+    d, g = len(w), len(p)
+    proj = np.eye(d) - np.outer(w, w)
+    a = mu @ w / sigma
+    phi = np.exp(-0.5 * a**2) / math.sqrt(2 * math.pi)
+    cdf = np.array([0.5 * math.erfc(-ak / math.sqrt(2)) for ak in a])
+    m = cdf[:, None] * mu + sigma * phi[:, None] * w
+    jac_m = [phi[k] * (proj @ np.outer(mu[k], mu[k]) @ proj / sigma + sigma * proj) for k in range(g)]
+    pre = mu @ w
+    act, act_prime = np.maximum(pre, 0.0), (pre > 0).astype(float)
+    b = np.zeros((d, d))
+    for k in range(g):
+        for l in range(g):
+            diff = m[k] - m[l]
+            c = diff @ w
+            kappa = 1.0 if tau is None else math.exp(-((act[k] - act[l]) ** 2) / (2 * tau))
+            term = kappa * np.outer(diff, w @ (jac_m[k] - jac_m[l])) + kappa * c * (jac_m[k] - jac_m[l])
+            if tau is not None:
+                grad_kappa = -kappa * (act[k] - act[l]) / tau * (proj @ (act_prime[k] * mu[k] - act_prime[l] * mu[l]))
+                term = term + c * np.outer(diff, grad_kappa)
+            b += 0.5 * p[k] * p[l] * term
+    return b
+
+
 @pytest.mark.parametrize("tau", [None, 1.5])
-def test_local_roughness_matches_autograd_jacobian(tau: float | None):
+def test_local_roughness_matches_closed_form_derivative(tau: float | None):
     model = _pattern_model()
     w = _random_unit(4, _gen(11))
-    rho, _ = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w, step=1e-5)
-    jac = torch.autograd.functional.jacobian(lambda v: model.population_matrix(v / v.norm(), "relu", tau) @ w, w)
-    rho_autograd = float(torch.linalg.matrix_norm(jac @ clkit.tangent_basis(w), ord=2))
-    assert rho == pytest.approx(rho_autograd, rel=1e-6)
+    rho, b = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w, step=1e-5)
+    basis = clkit.tangent_basis(w).numpy()
+    b_exact = _analytic_b(model, w, tau) @ basis
+    np.testing.assert_allclose(b.numpy(), b_exact, atol=1e-9)
+    assert rho == pytest.approx(np.linalg.norm(b_exact, 2), rel=1e-8)
+
+
+def test_local_roughness_batch_equals_one_point_at_a_time():
+    model = _pattern_model()
+    w = torch.randn(4, 4, dtype=DTYPE, generator=_gen(21))
+    rho, b = clkit.local_roughness_batch(lambda v: model.population_matrices(v, "relu", 0.7), w)
+    for k in range(4):
+        rho_k, b_k = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", 0.7), w[k])
+        assert float(rho[k]) == pytest.approx(rho_k, rel=1e-9)
+        torch.testing.assert_close(b[k], b_k, rtol=1e-7, atol=1e-10)
+
+
+def _own_flow_jacobian(model: clkit.LatentPatternModel, w: torch.Tensor, tau: float | None) -> torch.Tensor:
+    """Autograd Jacobian of the flow P_v A(v) v (v normalised), written here, in tangent coordinates."""
+
+    def flow(v: torch.Tensor) -> torch.Tensor:
+        v = v / v.norm()
+        g = model.population_matrix(v, "relu", tau) @ v
+        return g - (g @ v) * v
+
+    jac = torch.autograd.functional.jacobian(flow, w)
+    basis = clkit.tangent_basis(w)
+    return basis.T @ jac @ basis
+
+
+@pytest.mark.parametrize("tau", [None, 0.8])
+def test_linearised_flow_matrix_matches_autograd_jacobian_of_the_flow(tau: float | None):
+    model = _pattern_model()
+    starts = torch.randn(12, 4, dtype=DTYPE, generator=_gen(22))
+    points, residuals = clkit.find_critical_points(lambda v: model.population_matrices(v, "relu", tau), starts)
+    assert len(points) >= 3
+    for w in points:
+        a = model.population_matrix(w, "relu", tau)
+        _, b = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w)
+        j_book = clkit.linearised_flow_matrix(a, b, w)
+        torch.testing.assert_close(j_book, _own_flow_jacobian(model, w, tau), rtol=0, atol=1e-8)
+        torch.testing.assert_close(clkit.flow_jacobian(lambda v: model.population_matrices(v, "relu", tau), w[None])[0],
+                                   _own_flow_jacobian(model, w, tau), rtol=1e-10, atol=1e-12)
+
+
+def test_find_critical_points_returns_zeros_of_the_flow_including_saddles():
+    model = _pattern_model()
+    starts = torch.randn(20, 4, dtype=DTYPE, generator=_gen(23))
+    points, residuals = clkit.find_critical_points(lambda v: model.population_matrices(v, "relu", None), starts)
+    assert len(points) >= 3 and float(residuals.max()) < 1e-11
+    unstable = 0
+    for w in points:
+        a = model.population_matrix(w, "relu", None)
+        g = a @ w
+        assert float((g - (g @ w) * w).norm()) < 1e-10  # an eigenvector of A(w): a critical point
+        unstable += float(torch.linalg.eigvals(_own_flow_jacobian(model, w, None)).real.max()) > 0
+    assert unstable >= 1  # not only the attractors the dynamics would find
+    assert torch.cdist(points, points).add(torch.eye(len(points), dtype=DTYPE)).min() > 1e-6  # deduplicated
+
+
+def test_uniform_alpha_expected_covariance_matches_exact_enumeration():
+    """x0 in {0, 2} (prob. 1/2), views x0 +- 1 (prob. 1/2 each), N = 2: enumerate every outcome."""
+    import itertools
+
+    total, count = 0.0, 0
+    for x0 in itertools.product([0.0, 2.0], repeat=2):
+        for e in itertools.product([-1.0, 1.0], repeat=4):
+            x = torch.tensor([[x0[0] + e[0]], [x0[1] + e[1]]], dtype=DTYPE)
+            x_pos = torch.tensor([[x0[0] + e[2]], [x0[1] + e[3]]], dtype=DTYPE)
+            total += float(clkit.contrastive_covariance(x, x_pos, torch.ones(2, 2, dtype=DTYPE)))
+            count += 1
+    v_between, v_total = 1.0, 2.0  # V[x0] = 1, V[x] = 1 + 1
+    assert total / count == pytest.approx(float(clkit.uniform_alpha_expected_covariance(v_between, v_total, 2)), abs=1e-14)
+
+
+def test_uniform_alpha_expected_covariance_accepts_sympy_and_rejects_bad_n():
+    import sympy as sp
+
+    b, v, n = sp.symbols("b v n", positive=True)
+    assert sp.simplify(clkit.uniform_alpha_expected_covariance(b, v, n) - (b - v / n)) == 0
+    with pytest.raises(ValueError, match="n"):
+        clkit.uniform_alpha_expected_covariance(1.0, 2.0, 0)
+
+
+def test_info_nce_alpha_from_distances_sympy_and_torch_agree():
+    import sympy as sp
+
+    gen = _gen(24)
+    f, f_pos = torch.randn(4, 3, dtype=DTYPE, generator=gen), torch.randn(4, 3, dtype=DTYPE, generator=gen)
+    numeric = clkit.info_nce_alpha(f, f_pos, 0.7, 0.5)
+    d_pos = [sp.Rational(round(0.5 * float((f[i] - f_pos[i]).pow(2).sum()) * 10**12), 10**12) for i in range(4)]
+    d_neg = sp.Matrix(4, 4, lambda i, j: sp.Rational(round(0.5 * float((f[i] - f[j]).pow(2).sum()) * 10**12), 10**12))
+    symbolic = clkit.info_nce_alpha_from_distances(d_pos, d_neg, sp.Rational(7, 10), sp.Rational(1, 2))
+    np.testing.assert_allclose(np.array(symbolic.evalf(), dtype=float), numeric.numpy(), rtol=1e-9)
+
+
+def test_tangent_bases_match_tangent_basis_and_bound_terms_sum_to_bound():
+    model = _pattern_model()
+    w = torch.randn(3, 4, dtype=DTYPE, generator=_gen(25))
+    bases = clkit.tangent_bases(w)
+    for k in range(3):
+        torch.testing.assert_close(bases[k], clkit.tangent_basis(w[k]))
+        gate, kernel = model.roughness_bound_terms(w[k], "relu", 0.9)
+        assert gate + kernel == pytest.approx(model.roughness_bound(w[k], "relu", 0.9), rel=1e-14)
+        assert kernel > 0 and model.roughness_bound_terms(w[k], "relu", None)[1] == 0.0
 
 
 @pytest.mark.parametrize("tau", [None, 0.5, 2.0])
@@ -255,3 +388,20 @@ def test_bad_arguments_raise_value_errors_naming_them():
         clkit.local_roughness(lambda v: model.population_matrix(v), w, step=0.0)
     with pytest.raises(ValueError, match="n"):
         model.sample(0, _gen())
+
+
+def test_contrastive_covariance_of_a_batch_equals_one_batch_at_a_time():
+    gen = _gen(26)
+    x, x_pos = torch.randn(3, 7, 4, dtype=DTYPE, generator=gen), torch.randn(3, 7, 4, dtype=DTYPE, generator=gen)
+    alpha = torch.rand(3, 7, 7, dtype=DTYPE, generator=gen)
+    batched = clkit.contrastive_covariance(x, x_pos, alpha)
+    shared = clkit.contrastive_covariance(x, x_pos, alpha[0])
+    w = _random_unit(4, gen)
+    gated = clkit.one_layer_matrix(x, x_pos, w, alpha)
+    for b in range(3):
+        torch.testing.assert_close(batched[b], clkit.contrastive_covariance(x[b], x_pos[b], alpha[b]))
+        torch.testing.assert_close(shared[b], clkit.contrastive_covariance(x[b], x_pos[b], alpha[0]))
+        torch.testing.assert_close(gated[b], clkit.one_layer_matrix(x[b], x_pos[b], w, alpha[b]))
+    torch.testing.assert_close(clkit.gaussian_alpha(x, w, 0.6)[1], clkit.gaussian_alpha(x[1], w, 0.6))
+    with pytest.raises(ValueError, match="alpha"):
+        clkit.contrastive_covariance(x, x_pos, torch.rand(2, 7, 7, dtype=DTYPE))
