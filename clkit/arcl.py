@@ -250,7 +250,9 @@ def head_risk(
     return torch.as_tensor(risk, dtype=weights.dtype, device=weights.device)
 
 
-def optimal_risk(a, s):
+def optimal_risk(
+    a: "torch.Tensor | float | sympy.Expr", s: "torch.Tensor | float | sympy.Expr"
+) -> "torch.Tensor | sympy.Expr":
     r"""The 0-1 risk of the best linear head on the feature :math:`Z=aX_1+sX_2` (chapter ``05_arcl``, optimal-head lemma).
 
     .. math::
@@ -265,7 +267,11 @@ def optimal_risk(a, s):
         import sympy
 
         return sympy.atan(sympy.Abs(s) / sympy.Abs(a)) / sympy.pi
-    a_t, s_t = torch.broadcast_tensors(torch.as_tensor(a), torch.as_tensor(s))
+    like = a if isinstance(a, torch.Tensor) else s if isinstance(s, torch.Tensor) else None
+    dtype = like.dtype if like is not None else DEFAULT_DTYPE
+    device = like.device if like is not None else None
+    a_t, s_t = torch.broadcast_tensors(torch.as_tensor(a, dtype=dtype, device=device),
+                                       torch.as_tensor(s, dtype=dtype, device=device))
     return torch.atan2(s_t.abs(), a_t.abs()) / math.pi
 
 
