@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -10,15 +11,21 @@ import torch
 import clkit
 from clkit.generalization import (
     AngularLatticeClasses,
+    BridgedLatticeClasses,
+    LatticeEncoders,
     RotationAugmentation,
     alignment_failure_probability,
     alignment_tail_bound,
     augmentation_spread,
     augmented_distance,
+    centre_norm_deficit,
     check_theorem1,
     class_centres,
     cross_correlation_divergence_bound,
+    cross_correlation_pair_bound,
+    divergence_threshold,
     info_nce_divergence_bound,
+    info_nce_pair_bound,
     lattice_diagnostics,
     nearest_centre_error,
     nearest_centre_predict,
@@ -27,8 +34,10 @@ from clkit.generalization import (
     population_info_nce,
     rho_max,
     second_moment_normalize,
-    train_lattice_encoder,
-    LatticeEncoder,
+    theorem1_adversarial_search,
+    theorem1_bound,
+    theorem1_scan,
+    train_lattice_encoders,
 )
 
 DT = torch.float64
@@ -46,8 +55,14 @@ def _rotate(points: torch.Tensor, steps: torch.Tensor, n: int) -> torch.Tensor:
     return torch.stack([c * points[..., 0] - s * points[..., 1], s * points[..., 0] + c * points[..., 1]], dim=-1)
 
 
-def _random_encoder(seed: int, radius: float = 2.0, out_dim: int = 3) -> LatticeEncoder:
-    return LatticeEncoder(16, out_dim, radius, clkit.make_generator(seed, "cpu"))
+def _random_encoder(seed: int, n_points: int = 60, radius: float = 2.0, out_dim: int = 3) -> LatticeEncoders:
+    return LatticeEncoders([seed], n_points, 16, out_dim, radius)
+
+
+def _random_embeddings(data, seed: int, radius: float = 2.0, out_dim: int = 3) -> torch.Tensor:
+    enc = _random_encoder(seed, data.n_points, radius, out_dim)
+    with torch.no_grad():
+        return enc(torch.arange(data.n_points))[0]
 
 
 def test_class_distributions_are_disjoint_probability_laws(data):
@@ -124,7 +139,7 @@ def test_main_part_sigma_matches_brute_force_over_rotated_coordinates(data, delt
 
 def test_nearest_centre_error_matches_loop(data):
     aug = RotationAugmentation(data, 2)
-    f = _random_encoder(4)(data.points()).detach()
+    f = _random_embeddings(data, 4)
     centres = class_centres(f, aug.class_view_distributions)
     loop_centres = torch.stack([sum(aug.class_view_distributions[k, j] * f[j] for j in range(data.n_points))
                                 for k in range(3)])
@@ -146,8 +161,7 @@ def test_one_negative_info_nce_matches_loop():
 
 def test_population_info_nce_matches_monte_carlo(data):
     aug = RotationAugmentation(data, 2)
-    enc = _random_encoder(6)
-    f = enc(data.points()).detach()
+    f = _random_embeddings(data, 6)
     gen = clkit.make_generator(7, "cpu")
     x, _ = data.sample(60_000, gen)
     xn, _ = data.sample(60_000, gen)
@@ -163,7 +177,7 @@ def test_population_info_nce_matches_monte_carlo(data):
 
 def test_info_nce_regulariser_equals_logsumexp_form_by_brute_force(data):
     aug = RotationAugmentation(data, 1)
-    f = _random_encoder(8, radius=1.5)(data.points()).detach()
+    f = _random_embeddings(data, 8, radius=1.5)
     q, pair = aug.view_marginal, aug.pair_distribution
     total = 0.0
     for y1, y2 in pair.nonzero().tolist():
@@ -175,7 +189,7 @@ def test_info_nce_regulariser_equals_logsumexp_form_by_brute_force(data):
 
 def test_population_cross_correlation_matches_clkit_loss_on_exact_weights(data):
     aug = RotationAugmentation(data, 2)
-    f = _random_encoder(9)(data.points()).detach()
+    f = _random_embeddings(data, 9)
     c = population_cross_correlation(f, aug)
     assert torch.allclose(c, c.T, atol=1e-14)
     assert float(torch.linalg.eigvalsh(c).min()) >= -1e-12
@@ -193,14 +207,17 @@ def test_population_cross_correlation_matches_clkit_loss_on_exact_weights(data):
 @pytest.mark.parametrize("seed", range(4))
 def test_divergence_bounds_hold_for_random_encoders(data, seed):
     aug = RotationAugmentation(data, 2)
-    enc = _random_encoder(10 + seed, radius=1.0 + seed)
+    enc = LatticeEncoders([10 + seed], data.n_points, 16, 3, 1.0 + seed)
     diag = lattice_diagnostics(enc, aug)
-    gram = diag.centres @ diag.centres.T
-    bound = info_nce_divergence_bound(diag.info_nce.loss, diag.centres, data.weights, diag.radius)
+    gram = diag.centres[0] @ diag.centres[0].T
+    bound = info_nce_divergence_bound(float(diag.info_nce.loss[0]), diag.centres[0], data.weights, diag.radius)
     assert bool((gram <= bound + 1e-10).all())
-    ngram = diag.normalized_centres @ diag.normalized_centres.T
-    cbound = cross_correlation_divergence_bound(diag.correlation, diag.normalized_centres, data.weights)
+    ngram = diag.normalized_centres[0] @ diag.normalized_centres[0].T
+    cbound = cross_correlation_divergence_bound(diag.correlation[0], diag.normalized_centres[0], data.weights)
     assert bool((ngram.abs() <= cbound + 1e-10).all())
+    # the batched call gives the same bounds
+    batched = cross_correlation_divergence_bound(diag.correlation, diag.normalized_centres, data.weights)
+    assert torch.allclose(batched[0], cbound)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -208,52 +225,173 @@ def test_alignment_tail_bound_dominates_r_epsilon(data, seed):
     aug = RotationAugmentation(data, 2)
     diag = lattice_diagnostics(_random_encoder(20 + seed), aug)
     for eps in (0.1, 0.5, 1.0):
-        r_eps = alignment_failure_probability(diag.spread, data.marginal(), eps)
-        assert r_eps <= alignment_tail_bound(diag.info_nce.alignment, aug.n_views, eps) + 1e-14
+        r_eps = alignment_failure_probability(diag.spread[0], data.marginal(), eps)
+        assert r_eps <= alignment_tail_bound(float(diag.info_nce.alignment[0]), aug.n_views, eps) + 1e-14
 
 
 def test_spread_matches_loop(data):
     aug = RotationAugmentation(data, 2)
-    f = _random_encoder(30)(data.points()).detach()
+    f = _random_embeddings(data, 30)
     spread = augmentation_spread(f[aug.view_indices])
     loop = [max(float((f[a] - f[b]).norm()) for a in aug.view_indices[j] for b in aug.view_indices[j]) for j in range(5)]
     assert torch.allclose(spread[:5], torch.tensor(loop, dtype=DT), atol=1e-14)
 
 
 def test_theorem1_certified_points_are_classified_correctly():
-    """An encoder that puts class k near angle 2*pi*k/K: the condition holds and the conclusion too."""
-    data = AngularLatticeClasses(60, torch.full((3,), 1 / 3, dtype=DT), 2.0, 5)
+    """An encoder that puts class k near angle 2*pi*k/K: the condition holds, and the conclusion too."""
+    data = AngularLatticeClasses(60, torch.full((3,), 1 / 3, dtype=DT), 1.0, 5)
     aug = RotationAugmentation(data, 3)
     sigma, mask = aug.main_part()
     gen = clkit.make_generator(31, "cpu")
     k = data.circular_offsets().abs().argmin(dim=0)
-    angle = 2 * math.pi * k.to(DT) / 3 + 0.05 * torch.randn(60, dtype=DT, generator=gen)
+    angle = 2 * math.pi * k.to(DT) / 3 + 0.01 * torch.randn(60, dtype=DT, generator=gen)
     f = 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
     centres = class_centres(f, aug.class_view_distributions)
     spread = augmentation_spread(f[aug.view_indices])
-    for eps in sorted(set(spread.tolist()))[::5]:
+    pred = nearest_centre_predict(f, centres)
+    err = nearest_centre_error(pred, data.joint())
+    n_checked = 0
+    for eps in sorted(set(spread.tolist())):
         check = check_theorem1(sigma, spread, data.marginal(), data.weights, centres, 2.0, eps)
         if check.condition_holds:
-            err = nearest_centre_error(nearest_centre_predict(f, centres), data.joint())
+            n_checked += 1
             assert err <= check.bound + 1e-14
             certified = mask & (spread <= eps)[None, :]
-            pred = nearest_centre_predict(f, centres)
             for c in range(3):
                 assert bool((pred[certified[c]] == c).all())
+    assert n_checked >= 3  # the check above ran (it never did in the first edition of this test)
+
+
+def test_theorem1_scan_matches_check_theorem1_at_every_epsilon():
+    data = AngularLatticeClasses(60, torch.full((3,), 1 / 3, dtype=DT), 1.0, 5)
+    aug = RotationAugmentation(data, 3)
+    sigma, mask = aug.main_part()
+    enc = LatticeEncoders([1, 2], 60, 16, 2, 3.0)
+    diag = lattice_diagnostics(enc, aug)
+    scan = theorem1_scan(sigma, mask, diag.spread, data.joint(), diag.centres, diag.predictions, diag.radius)
+    for b in range(2):
+        for c in range(0, scan.epsilon.shape[1], 7):
+            eps = float(scan.epsilon[b, c])
+            check = check_theorem1(sigma, diag.spread[b], data.marginal(), data.weights, diag.centres[b], 3.0, eps)
+            assert float(scan.r_epsilon[b, c]) == pytest.approx(check.r_epsilon, abs=1e-14)
+            assert float(scan.rho_max[b, c]) == pytest.approx(check.rho_max, abs=1e-12)
+            assert float(scan.threshold_book[b, c]) == pytest.approx(check.threshold_book, abs=1e-10)
+            assert bool(scan.condition[b, c]) == check.condition_holds
+            assert float(scan.bound[b, c]) == pytest.approx(check.bound, abs=1e-14)
+        assert float(scan.error[b]) == pytest.approx(float(diag.error[b]), abs=1e-14)
+
+
+def test_rho_max_hand_values():
+    # 2(1 - 0.9) + c * 0.05 / 0.25 + 0.9 * (L * delta + 2 * 0.1) / 2
+    assert rho_max(0.9, 0.05, 0.25, 2.0, 0.1) == pytest.approx(0.2 + 0.2 + 0.09, abs=1e-15)
+    assert rho_max(0.9, 0.05, 0.25, 2.0, 0.1, r_coefficient=2) == pytest.approx(0.2 + 0.4 + 0.09, abs=1e-15)
+    assert rho_max(0.9, 0.05, 0.25, 2.0, 0.1, lipschitz=3.0, delta=0.1) == pytest.approx(0.625, abs=1e-15)
+    assert rho_max(1.0, 0.0, 0.5, 1.0, 0.0) == 0.0
+    t = rho_max(torch.tensor([0.9, 1.0], dtype=DT), torch.tensor([0.05, 0.0], dtype=DT), 0.25, 2.0, 0.1)
+    assert torch.allclose(t, torch.tensor([0.49, 0.1], dtype=DT), atol=1e-15)
+
+
+def test_divergence_threshold_and_deficit_hand_values():
+    # r^2 (1 - rho - sqrt(2 rho) - Delta/2) = 4 (1 - 0.5 - 1 - 0.1)
+    assert divergence_threshold(0.5, 0.2, 2.0) == pytest.approx(-2.4, abs=1e-14)
+    assert divergence_threshold(0.0, 0.0, 3.0) == pytest.approx(9.0, abs=1e-14)
+    assert divergence_threshold(0.08, 0.0, 1.0) == pytest.approx(1 - 0.08 - 0.4, abs=1e-14)
+    centres = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=DT)
+    assert centre_norm_deficit(centres, 5.0) == pytest.approx(1 - 4 / 25, abs=1e-15)
+    assert centre_norm_deficit(centres[:1], 5.0) == pytest.approx(0.0, abs=1e-15)
+    assert theorem1_bound(0.9, 0.05) == pytest.approx(0.15, abs=1e-15)
+
+
+def test_info_nce_divergence_bound_hand_value():
+    # r = 1, orthonormal centres, p = (1/2, 1/2), loss 1: B = 1 - 2 (1/4) log 2, z = B / (2/4)
+    centres = torch.eye(2, dtype=DT)
+    budget = 1.0 - 0.5 * math.log(2.0)
+    expected = 1.0 + math.log(math.exp(budget / 0.5) - 1.0)
+    bound = info_nce_divergence_bound(1.0, centres, torch.tensor([0.5, 0.5], dtype=DT), 1.0)
+    assert float(bound[0, 1]) == pytest.approx(expected, abs=1e-13)
+    assert float(bound[1, 0]) == pytest.approx(expected, abs=1e-13)
+    assert math.isinf(float(bound[0, 0]))
+    assert info_nce_pair_bound(0.5, 0.5, 0.5, 1.0) == pytest.approx(1.0 + math.log(math.e - 1.0), abs=1e-14)
+    # a budget too small for the centres: -inf
+    assert float(info_nce_divergence_bound(0.1, centres, torch.tensor([0.5, 0.5], dtype=DT), 1.0)[0, 1]) == -math.inf
+
+
+def test_cross_correlation_divergence_bound_hand_values():
+    # d = 1, both classes collapsed at 1: L_reg = 0, sum C_ii^2 = 1, own = 1/2 -> bound sqrt(1/2 / (1/2)) = 1
+    one = cross_correlation_divergence_bound(torch.ones(1, 1, dtype=DT), torch.ones(2, 1, dtype=DT),
+                                             torch.tensor([0.5, 0.5], dtype=DT))
+    assert float(one[0, 1]) == pytest.approx(1.0, abs=1e-15)
+    # p = (0.7, 0.3), features (1, 1) and (1, -1): C = [[1, .4], [.4, 1]], L_reg = 0.32, bound exactly 0
+    c = torch.tensor([[1.0, 0.4], [0.4, 1.0]], dtype=DT)
+    centres = torch.tensor([[1.0, 1.0], [1.0, -1.0]], dtype=DT)
+    two = cross_correlation_divergence_bound(c, centres, torch.tensor([0.7, 0.3], dtype=DT))
+    assert float(two[0, 1]) == pytest.approx(0.0, abs=1e-7)
+    assert cross_correlation_pair_bound(0.32, 2.0, 2.32, 0.7, 0.3) == pytest.approx(0.0, abs=1e-7)
+    assert cross_correlation_pair_bound(0.32, 2.0, 2.0, 0.7, 0.3) == pytest.approx(math.sqrt(0.32 / 0.42), abs=1e-14)
+
+
+def test_bridged_lattice_laws_are_exact_and_sigma_is_one_minus_b():
+    data = BridgedLatticeClasses(3, 2, 7, Fraction(1, 10))
+    rows = data.exact_class_distributions()
+    assert all(sum(row) == 1 for row in rows)
+    assert data.n_points == 3 * (5 + 7)
+    assert rows[1][12:17] == [Fraction(9, 10) * Fraction(math.comb(4, i), 16) for i in range(5)]
+    assert rows[1][17:24] == [Fraction(1, 70)] * 7
+    labels = data.labels()
+    assert labels.tolist() == [k for k in range(3) for _ in range(12)]
+    sigma, mask = RotationAugmentation(data, 2).main_part(0.0)
+    assert sigma == pytest.approx(0.9, abs=1e-14)
+    assert torch.equal(mask, data.core_mask())
+
+
+def test_adversarial_search_finds_violations_only_with_a_wrong_constant():
+    gen = lambda: clkit.make_generator(0, "cpu")  # noqa: E731
+    wrong = theorem1_adversarial_search(4000, gen(), r_coefficient=0.0, n_rounds=4, n_restarts=4)
+    right = theorem1_adversarial_search(4000, gen(), r_coefficient=2.0, n_rounds=4, n_restarts=4)
+    assert wrong.n_violations > 0 and wrong.n_condition >= wrong.n_violations
+    assert right.n_violations == 0
+
+
+def test_batched_encoders_are_independent_members():
+    pair = LatticeEncoders([3, 4], 30, 8, 2, 1.5)
+    single = LatticeEncoders([4], 30, 8, 2, 1.5)
+    idx = torch.arange(30)
+    with torch.no_grad():
+        assert torch.allclose(pair(idx)[1], single(idx)[0], atol=0)
+        per_member = torch.stack([idx, (idx + 1) % 30])
+        out = pair(per_member)
+        assert torch.allclose(out[1], pair(idx)[1][(idx + 1) % 30], atol=0)
+    assert torch.allclose(out.norm(dim=-1), torch.full((2, 30), 1.5, dtype=DT), atol=1e-12)
+
+
+def test_batched_population_quantities_match_single_encoders(data):
+    aug = RotationAugmentation(data, 2)
+    f = torch.stack([_random_embeddings(data, s) for s in (40, 41)])
+    nce = population_info_nce(f, aug)
+    cc = population_cross_correlation(f, aug)
+    for b in range(2):
+        single = population_info_nce(f[b], aug)
+        assert float(nce.loss[b]) == pytest.approx(single.loss, rel=1e-13)
+        assert float(nce.alignment[b]) == pytest.approx(single.alignment, rel=1e-13)
+        assert torch.allclose(cc[b], population_cross_correlation(f[b], aug), atol=1e-14)
+    z1, z2 = f[:, :6], f[:, 6:12]
+    assert torch.allclose(one_negative_info_nce(z1, z2),
+                          torch.stack([one_negative_info_nce(z1[b], z2[b]) for b in range(2)]), atol=1e-14)
 
 
 def test_training_is_deterministic(data):
     aug = RotationAugmentation(data, 2)
-    runs = [train_lattice_encoder(aug, "cross_correlation", radius=2.0, steps=5, batch_size=16,
-                                  generator=clkit.make_generator(0, "cpu"), n_checkpoints=1)[1][-1] for _ in range(2)]
+    runs = [train_lattice_encoders(aug, "cross_correlation", seeds=[0, 1], radius=2.0, steps=5, batch_size=16,
+                                   generator=clkit.make_generator(0, "cpu"), n_checkpoints=1)[1][-1]
+            for _ in range(2)]
     assert torch.equal(runs[0].embeddings, runs[1].embeddings)
 
 
 def test_training_reduces_info_nce(data):
     aug = RotationAugmentation(data, 2)
-    _, hist = train_lattice_encoder(aug, "info_nce", radius=2.0, steps=60, batch_size=64,
-                                    generator=clkit.make_generator(0, "cpu"), n_checkpoints=1)
-    assert hist[-1].info_nce.loss < hist[0].info_nce.loss
+    _, hist = train_lattice_encoders(aug, "info_nce", seeds=[0, 1], radius=2.0, steps=60, batch_size=64,
+                                     generator=clkit.make_generator(0, "cpu"), n_checkpoints=1)
+    assert bool((hist[-1].info_nce.loss < hist[0].info_nce.loss).all())
 
 
 @pytest.mark.parametrize(
@@ -269,8 +407,15 @@ def test_training_reduces_info_nce(data):
         (lambda w: rho_max(0.9, 0.0, 0.3, -1.0, 0.1), "r"),
         (lambda w: alignment_tail_bound(0.1, 3, 0.0), "epsilon"),
         (lambda w: one_negative_info_nce(torch.ones(1, 2, dtype=DT), torch.ones(1, 2, dtype=DT)), "z1"),
-        (lambda w: train_lattice_encoder(RotationAugmentation(AngularLatticeClasses(60, w, 2.0, 5), 2), "mse",
-                                         radius=1.0, steps=1, generator=clkit.make_generator(0, "cpu")), "loss"),
+        (lambda w: train_lattice_encoders(RotationAugmentation(AngularLatticeClasses(60, w, 2.0, 5), 2), "mse",
+                                          seeds=[0], radius=1.0, steps=1, generator=clkit.make_generator(0, "cpu")),
+         "loss"),
+        (lambda w: BridgedLatticeClasses(3, 1, 5, 0.1), "bridge_mass"),
+        (lambda w: BridgedLatticeClasses(3, 1, 0, Fraction(1, 10)), "gap"),
+        (lambda w: rho_max(0.9, 0.0, 0.3, 1.0, 0.1, r_coefficient=-1), "r_coefficient"),
+        (lambda w: divergence_threshold(-0.1, 0.0, 1.0), "rho"),
+        (lambda w: theorem1_adversarial_search(10, clkit.make_generator(0, "cpu"), r_coefficient=1.0),
+         "n_configurations"),
     ],
 )
 def test_bad_input_raises_value_error_naming_argument(call, name):
@@ -386,10 +531,9 @@ def test_min_arc_error_matches_search_over_half_planes(seed):
 
 def test_min_arc_error_bounds_nearest_centre_error(parts_data):
     aug = RotationAugmentation(parts_data, 1, jump=24)
-    for seed in range(3):
-        enc = LatticeEncoder(16, 2, 2.0, clkit.make_generator(seed, "cpu"))
-        diag = lattice_diagnostics(enc, aug)
-        assert clkit.min_arc_classifier_error(diag.embeddings, parts_data.joint()) <= diag.error + 1e-15
+    diag = lattice_diagnostics(LatticeEncoders([0, 1, 2], parts_data.n_points, 16, 2, 2.0), aug)
+    for b in range(3):
+        assert clkit.min_arc_classifier_error(diag.embeddings[b], parts_data.joint()) <= float(diag.error[b]) + 1e-15
 
 
 @pytest.mark.parametrize(
