@@ -324,10 +324,23 @@ def test_monte_carlo_bounds():
 
 
 def test_monte_carlo_mean_rejects_too_few_or_non_finite_draws():
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match=r"^samples must hold at least 2 draws, got 1$"):
         clkit.monte_carlo_mean(torch.ones(1))
-    with pytest.raises(ValueError, match="non-finite"):
-        clkit.monte_carlo_mean(torch.tensor([1.0, math.nan, 2.0]))
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match=r"^samples contains non-finite values \(NaN or inf\)$"):
+            clkit.monte_carlo_mean(torch.tensor([1.0, bad, 2.0]))
+    two = clkit.monte_carlo_mean(torch.tensor([1.0, 3.0]))  # two draws are enough: sd sqrt(2), se 1
+    assert (two.n, two.mean, two.stderr) == (2, 2.0, pytest.approx(1.0, rel=1e-15))
+    # integer draws (a count, a list) are averaged in float64, not refused by torch's integer mean
+    ints = clkit.monte_carlo_mean(torch.tensor([1, 2, 3, 4]))
+    assert (ints.mean, ints.stderr) == (2.5, pytest.approx(math.sqrt(5 / 3) / 2, rel=1e-15))
+    assert clkit.monte_carlo_mean([0, 1, 1, 0]).mean == 0.5
+    # float64 accumulation: float32 draws around 1e4 with a spread of 1e-3
+    offset = torch.full((10_000,), 1e4, dtype=torch.float32)
+    noise = torch.tensor([1e-3, -1e-3], dtype=torch.float32).repeat(5000)
+    wide = clkit.monte_carlo_mean(offset + noise)
+    exact = (offset + noise).double()
+    assert wide.stderr == pytest.approx(float(exact.std()) / 100, rel=1e-9)
     estimate = clkit.monte_carlo_mean(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))  # every entry counts
     assert (estimate.n, estimate.mean) == (4, 3.0)
     assert estimate.stderr == pytest.approx(math.sqrt(14 / 3) / 2)  # sample variance (n - 1) / sqrt(4)
@@ -460,3 +473,78 @@ def test_every_public_name_is_documented():
         obj = getattr(clkit, name)
         if callable(obj):
             assert obj.__doc__ and obj.__doc__.strip(), name
+
+
+# --- Gaussian mixtures: closed forms against independent routes ------------------------------------
+
+def test_mixture_mean_and_covariance_match_the_law_of_total_covariance():
+    # within + between decomposition, written independently of covariance()'s second-moment form
+    mixture = _mixture()
+    w, mu, cov = (t.numpy() for t in (mixture.weights, mixture.means, mixture.covariances))
+    mean = sum(w[k] * mu[k] for k in range(3))
+    within = sum(w[k] * cov[k] for k in range(3))
+    between = sum(w[k] * np.outer(mu[k] - mean, mu[k] - mean) for k in range(3))
+    np.testing.assert_allclose(mixture.mean().numpy(), mean, rtol=1e-14)
+    np.testing.assert_allclose(mixture.covariance().numpy(), within + between, rtol=1e-13, atol=1e-15)
+
+
+def test_mixture_properties_and_conversion():
+    mixture = _mixture()
+    assert (mixture.n_components, mixture.dim, mixture.dtype) == (3, 2, torch.float64)
+    assert mixture.device == torch.device("cpu")
+    single = mixture.to(dtype=torch.float32)
+    assert single.dtype == torch.float32 and single.weights.dtype == single.covariances.dtype == torch.float32
+    torch.testing.assert_close(single.covariance(), mixture.covariance().float())
+    torch.testing.assert_close(mixture.to("cpu").means, mixture.means, rtol=0, atol=0)
+
+
+def test_symmetric_two_component_default_variance_is_one_and_rejects_bad_input():
+    mu = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    mixture = clkit.GaussianMixture.symmetric_two_component(mu)
+    torch.testing.assert_close(mixture.covariances, torch.eye(2, dtype=torch.float64).expand(2, 2, 2))
+    torch.testing.assert_close(mixture.weights, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(mixture.mean(), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\bvariance\b"):
+        clkit.GaussianMixture.symmetric_two_component(mu, variance=0.0)
+    with pytest.raises(ValueError, match=r"\bmu\b"):
+        clkit.GaussianMixture.symmetric_two_component(mu[None, :])
+
+
+def test_mixture_components_are_sampled_with_their_own_mean_and_covariance():
+    # per component, against the parameters (5 standard errors; the draws do not use covariance())
+    mixture = _mixture()
+    n = 60_000
+    labels = torch.arange(3).repeat_interleave(n)
+    x = mixture.sample_given(labels, clkit.make_generator(11, "cpu"))
+    for k in range(3):
+        xk = x[labels == k]
+        se = torch.sqrt(torch.diagonal(mixture.covariances[k]) / n)
+        assert ((xk.mean(0) - mixture.means[k]).abs() <= 5 * se).all()
+        centred = xk - mixture.means[k]
+        for i in range(2):
+            for j in range(2):
+                est = clkit.monte_carlo_mean(centred[:, i] * centred[:, j])
+                assert abs(est.mean - float(mixture.covariances[k, i, j])) <= 5 * est.stderr
+
+
+def test_mixture_log_prob_of_one_component_is_the_gaussian_density():
+    # K = 1: log N(x; mu, Sigma) from its formula (no logsumexp, no weights)
+    cov = torch.tensor([[2.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
+    mu = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    mixture = clkit.GaussianMixture(torch.ones(1, dtype=torch.float64), mu, cov)
+    x = torch.tensor([[0.0, 0.0], [1.0, -2.0], [3.0, 1.0]], dtype=torch.float64)
+    diff = x - mu
+    maha = torch.einsum("ni,ij,nj->n", diff, torch.linalg.inv(cov), diff)
+    expected = -0.5 * (maha + math.log(float(torch.linalg.det(cov))) + 2 * math.log(2 * math.pi))
+    torch.testing.assert_close(mixture.log_prob(x), expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("n", [1.5, True, -1, "3"])
+def test_mixture_sample_components_rejects_bad_sizes_and_bad_labels(n):
+    mixture = _mixture()
+    with pytest.raises(ValueError, match=r"\bn must be"):
+        mixture.sample_components(n, clkit.make_generator(0, "cpu"))
+    with pytest.raises(ValueError, match=r"\blabels\b"):
+        mixture.sample_given(torch.zeros(2, 2, dtype=torch.long), clkit.make_generator(0, "cpu"))
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        mixture.log_prob(torch.zeros(4, 3, dtype=torch.float64))
