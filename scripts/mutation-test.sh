@@ -6,6 +6,7 @@
 #   bash scripts/mutation-test.sh losses stats        # some modules
 #   MUTATION_JOBS=1 MUTATION_NICE=19 bash scripts/mutation-test.sh losses
 #   MUTATION_REV=HEAD bash scripts/mutation-test.sh losses   # clkit and tests as committed
+#   MUTATION_RECHECK=1 bash scripts/mutation-test.sh losses  # re-run last run's survivors, new tests
 #
 # mutmut changes one operator, constant or call at a time in a module ("a mutant") and runs the
 # tests; a mutant that no test notices "survives" and points at an untested formula. Each module
@@ -49,15 +50,28 @@ for module in "${modules[@]}"; do
   tests="${MODULE_TESTS[$module]:-}"
   [[ -n "$tests" ]] || { echo "unknown module '$module' (known: ${!MODULE_TESTS[*]})" >&2; exit 2; }
   copy="$work/$module"
-  rm -rf "$copy" && mkdir -p "$copy"
-  if [[ -n "${MUTATION_REV:-}" ]]; then  # a committed state (the work tree may be mid-edit)
-    git -C "$repo" archive "$MUTATION_REV" clkit tests scripts | (cd "$copy" && tar xf -)
-    cp "$repo/pyproject.toml" "$copy/"
+  start=$(date +%s)
+  if [[ -n "${MUTATION_RECHECK:-}" && -f "$copy/mutants/clkit/$module.py.meta" ]]; then
+    # Re-run only the surviving mutants of the last run, against the work tree's tests (after new
+    # tests were written); mutmut's map of which tests cover which function is rebuilt.
+    for t in "$copy/tests" "$copy/mutants/tests"; do cp "$repo"/tests/*.py "$t/"; done
+    rm -f "$copy/mutants/mutmut-stats.json"
+    mapfile -t survivors < <(cd "$copy" && mutmut results 2>/dev/null | awk -F: '/: survived$/ {gsub(/ /, "", $1); print $1}')
+    echo "$module: re-checking ${#survivors[@]} surviving mutants" >&2
+    if [[ ${#survivors[@]} -gt 0 ]]; then
+      (cd "$copy" && nice -n "$niceness" mutmut run --max-children "$jobs" "${survivors[@]}" >"$copy/recheck.log" 2>&1) || {
+        echo "mutmut failed for $module; see $copy/recheck.log" >&2; continue; }
+    fi
   else
-    (cd "$repo" && tar cf - --exclude=__pycache__ clkit tests scripts pyproject.toml) | (cd "$copy" && tar xf -)
-  fi
-  # Override only_mutate and the test selection in the copy's [tool.mutmut].
-  python - "$copy/pyproject.toml" "clkit/$module.py" "$tests" <<'EOF'
+    rm -rf "$copy" && mkdir -p "$copy"
+    if [[ -n "${MUTATION_REV:-}" ]]; then  # a committed state (the work tree may be mid-edit)
+      git -C "$repo" archive "$MUTATION_REV" clkit tests scripts | (cd "$copy" && tar xf -)
+      cp "$repo/pyproject.toml" "$copy/"
+    else
+      (cd "$repo" && tar cf - --exclude=__pycache__ clkit tests scripts pyproject.toml) | (cd "$copy" && tar xf -)
+    fi
+    # Override only_mutate and the test selection in the copy's [tool.mutmut].
+    python - "$copy/pyproject.toml" "clkit/$module.py" "$tests" <<'EOF2'
 import re, sys
 path, module, tests = sys.argv[1:]
 text = open(path).read()
@@ -65,10 +79,10 @@ text = re.sub(r"\nonly_mutate = \[.*?\]\n", f'\nonly_mutate = ["{module}"]\n', t
 text = re.sub(r"\npytest_add_cli_args_test_selection = \[.*?\]\n",
               f'\npytest_add_cli_args_test_selection = ["{tests}"]\n', text, count=1, flags=re.S)
 open(path, "w").write(text)
-EOF
-  start=$(date +%s)
-  (cd "$copy" && nice -n "$niceness" mutmut run --max-children "$jobs" >"$copy/run.log" 2>&1) || {
-    echo "mutmut failed for $module; see $copy/run.log" >&2; tail -20 "$copy/run.log" >&2; continue; }
+EOF2
+    (cd "$copy" && nice -n "$niceness" mutmut run --max-children "$jobs" >"$copy/run.log" 2>&1) || {
+      echo "mutmut failed for $module; see $copy/run.log" >&2; tail -20 "$copy/run.log" >&2; continue; }
+  fi
   elapsed=$(( $(date +%s) - start ))
   (cd "$copy" && mutmut results >"$copy/survivors.txt" 2>&1 || true)
   (cd "$copy" && python - "$copy" "$module" "$tests" "$elapsed" "$out/$module.txt") <<'EOF'
