@@ -5,7 +5,10 @@ The model of Example 1 of :cite:`zhao2023arcl` (stated on W. Huang's slides, Dec
 :math:`A_\\theta(x)=(x_1,\\theta x_2)`. Representations are linear and one-dimensional,
 :math:`f_w(x)=w_1x_1+w_2x_2`; the *domain* :math:`\\mathcal D_c` is the law of :math:`(A_c X, Y)` for
 one fixed augmentation strength :math:`c`. Everything here is exact (closed forms, Owen's
-:math:`T` function, Gauss–Legendre quadrature); the chapter ``05_arcl`` checks it by simulation.
+:math:`T` function, Gauss–Legendre quadrature, Newton on exact risks) except
+:func:`fit_logistic_heads_on_sample`, which fits heads on a finite sample; the chapter
+``05_arcl`` checks it by simulation and by independent routes (the logistic risk both as a
+two-dimensional integral and, conditioning on the feature, as a one-dimensional one).
 """
 
 from __future__ import annotations
