@@ -1,0 +1,521 @@
+"""MyST chapter markdown -> plain Markdown + LaTeX that Jupyter and Colab render.
+
+The book's chapters are MyST notebooks: their markdown holds Sphinx directives and roles
+(``{prf:theorem}``, ``{cite:p}``, ``{glue:text}``, ``{numref}`` ...) that only the book's build
+understands. This module rewrites them as a notebook reader sees them in the book:
+
+* ``{prf:…}`` blocks become titled block quotes (``> **Theorem 2.3 (title).**``), proofs end in ∎;
+* citations become author–year text from ``references.bib`` (``Chen et al. (2020)``), the
+  ``{bibliography}`` a list of the works the chapter cites;
+* cross-references become the words the book prints (``Theorem 2.3``, ``Figure 2.1``, ``(2.4)``,
+  a section's title), with the book's numbering: per chapter, one counter shared by all theorem-like
+  blocks (see ``prf_realtyp_to_countertyp`` in ``_config.yml`` and ``clbook.py``);
+* labelled equations get ``\\tag{2.4}``; ``(label)=`` targets and ``%`` comments disappear;
+* ``{glue:text}`` placeholders become the glued value when values are given (a notebook made from
+  an executed build) and otherwise the glued name in code font; a ``{glue:figure}`` becomes its
+  numbered caption as text (the figure itself is the output of the cell that makes it);
+* admonitions become titled block quotes, ``{code-block}`` a plain code fence.
+
+The book's TeX macros (``mathjax3_config`` of ``_config.yml``) are written as ``\\newcommand``
+definitions by :func:`macro_cell_source`, for a first markdown cell.
+
+Used by ``scripts/sync_notebooks.py`` (the Colab notebooks) and by ``clbook.py`` (the ``.ipynb``
+download of each chapter, with outputs and glued values). Standard library + pybtex/latexcodec
+(both come with sphinxcontrib-bibtex).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
+
+#: sphinx-proof's directive types. All but ``proof`` and ``algorithm`` share one counter (the
+#: book's ``prf_realtyp_to_countertyp``), so "Lemma 2.4" follows "Theorem 2.3".
+PROOF_TYPES: tuple[str, ...] = (
+    "theorem", "lemma", "proposition", "corollary", "definition", "remark", "conjecture",
+    "example", "assumption", "axiom", "criterion", "observation", "property", "notation",
+    "algorithm",
+)
+SHARED_COUNTER: frozenset[str] = frozenset(PROOF_TYPES) - {"algorithm"}
+
+ADMONITIONS: dict[str, str] = {
+    "note": "Note", "tip": "Tip", "hint": "Hint", "important": "Important", "warning": "Warning",
+    "caution": "Caution", "attention": "Attention", "danger": "Danger", "error": "Error",
+    "seealso": "See also", "admonition": "", "dropdown": "", "margin": "", "sidebar": "",
+    "topic": "", "epigraph": "", "card": "",
+}
+
+FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:.-]+)\}\s*(?P<arg>.*)$")
+PLAIN_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?!.*\{)")
+TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
+HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.+?)\s*#*\s*$")
+ROLE = re.compile(r"\{(?P<name>[\w:.-]+)\}(?P<ticks>`+)(?P<body>.+?)(?P=ticks)", re.DOTALL)
+LABELLED_DOLLAR = re.compile(r"\$\$(?P<body>.+?)\$\$[ \t]*\((?P<label>[^()\s]+)\)", re.DOTALL)
+EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.DOTALL)
+MATH_ENV = re.compile(r"^\s*\\begin\{(align|equation|gather|multline|alignat|eqnarray|flalign)\*?\}")
+
+
+def chapter_number(stem: str) -> int | None:
+    """``02_projection_heads`` -> 2; ``None`` for a page that is not a numbered chapter."""
+    m = re.match(r"(\d+)_", PurePosixPath(stem).name)
+    return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------------------------
+# Bibliography
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reference:
+    key: str
+    authors: tuple[str, ...]  # last names, with "von" parts
+    full_authors: tuple[str, ...]  # "Chen, T."
+    year: str
+    title: str
+    venue: str
+
+    def short(self) -> str:
+        if len(self.authors) == 1:
+            return self.authors[0]
+        if len(self.authors) == 2:
+            return f"{self.authors[0]} and {self.authors[1]}"
+        return f"{self.authors[0]} et al."
+
+    def entry(self) -> str:
+        names = self.full_authors
+        who = (names[0] if len(names) == 1 else f"{names[0]} and {names[1]}" if len(names) == 2
+               else ", ".join(names[:-1]) + ", and " + names[-1])
+        venue = f" *{self.venue}*." if self.venue else ""
+        return f"{who} ({self.year}). {self.title}.{venue}"
+
+
+def _latex_to_text(text: str) -> str:
+    try:
+        import latexcodec  # noqa: F401  (registers the "latex" codec)
+
+        text = text.encode("utf-8").decode("latex")
+    except Exception:  # noqa: BLE001 - plain text is a fine fallback
+        pass
+    return re.sub(r"[{}]", "", text).replace("--", "–").strip()
+
+
+def load_bibliography(path: Path) -> dict[str, Reference]:
+    """The entries of a BibTeX file, keyed by citation key."""
+    from pybtex.database import parse_file
+
+    data = parse_file(str(path))
+    refs: dict[str, Reference] = {}
+    for key, entry in data.entries.items():
+        persons = entry.persons.get("author", [])
+        last = tuple(_latex_to_text(" ".join(p.prelast_names + p.last_names)) for p in persons)
+        full = tuple(
+            _latex_to_text(" ".join(p.prelast_names + p.last_names))
+            + (", " + " ".join(f"{_latex_to_text(n)[:1]}." for n in p.first_names + p.middle_names)
+               if p.first_names or p.middle_names else "")
+            for p in persons
+        )
+        fields = entry.fields
+        venue = fields.get("journal") or fields.get("booktitle") or fields.get("howpublished") or ""
+        refs[key] = Reference(
+            key, last or ("Anonymous",), full or ("Anonymous",), fields.get("year", "n.d."),
+            _latex_to_text(fields.get("title", key)), _latex_to_text(venue),
+        )
+    return refs
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing MyST blocks
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Directive:
+    name: str
+    argument: str
+    options: dict[str, str]
+    body: str
+
+
+def _closing(lines: list[str], start: int, char: str, length: int) -> int:
+    pattern = re.compile(rf"^\s*{re.escape(char)}{{{length},}}\s*$")
+    for j in range(start, len(lines)):
+        if pattern.match(lines[j]):
+            return j
+    return len(lines)
+
+
+def _split_options(body_lines: list[str]) -> tuple[dict[str, str], list[str]]:
+    options: dict[str, str] = {}
+    i = 0
+    if body_lines and body_lines[0].strip() == "---":
+        end = next((j for j in range(1, len(body_lines)) if body_lines[j].strip() == "---"), None)
+        if end is not None:
+            import yaml
+
+            loaded = yaml.safe_load("\n".join(body_lines[1:end])) or {}
+            options = {str(k): str(v) for k, v in loaded.items()}
+            i = end + 1
+    while i < len(body_lines):
+        m = re.match(r"^\s*:([\w-]+):\s*(.*)$", body_lines[i])
+        if not m:
+            break
+        options[m.group(1)] = m.group(2).strip()
+        i += 1
+    while i < len(body_lines) and not body_lines[i].strip():
+        i += 1
+    return options, body_lines[i:]
+
+
+def iter_blocks(text: str) -> Iterable[str | Directive | tuple[str, str]]:
+    """Yield a chapter markdown's pieces: lines (``str``), directives, and plain code fences
+    (``("code", text)``), in order."""
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = FENCE_OPEN.match(line)
+        if m:
+            fence = m.group("fence")
+            end = _closing(lines, i + 1, fence[0], len(fence))
+            options, body = _split_options(lines[i + 1:end])
+            indent = len(m.group("indent"))
+            body = [b[indent:] if b[:indent].strip() == "" else b for b in body]
+            yield Directive(m.group("name"), m.group("arg").strip(), options, "\n".join(body).rstrip())
+            i = end + 1
+            continue
+        m = PLAIN_FENCE.match(line)
+        if m:
+            fence = m.group("fence")
+            end = _closing(lines, i + 1, fence[0], len(fence))
+            yield ("code", "\n".join(lines[i:end + 1]))
+            i = end + 1
+            continue
+        yield line
+        i += 1
+
+
+# --------------------------------------------------------------------------------------------
+# Labels: what the book prints for each cross-reference
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Book:
+    """Cross-reference texts of all chapters and the bibliography."""
+
+    labels: dict[str, str] = field(default_factory=dict)  # label -> "Theorem 2.3", "(2.4)", title
+    references: dict[str, Reference] = field(default_factory=dict)
+
+    def collect(self, stem: str, markdown_cells: Iterable[str]) -> None:
+        """Number the labelled items of one chapter, in document order, as the book does."""
+        markdown_cells = list(markdown_cells)
+        chapter = chapter_number(stem)
+        prefix = f"{chapter}." if chapter is not None else ""
+        counters: dict[str, int] = {}
+        pending_target: str | None = None
+
+        def bump(kind: str) -> str:
+            counters[kind] = counters.get(kind, 0) + 1
+            return f"{prefix}{counters[kind]}"
+
+        def walk(text: str) -> None:
+            nonlocal pending_target
+            for block in iter_blocks(text):
+                if isinstance(block, Directive):
+                    name = block.name
+                    if name.startswith("prf:") and name[4:] in PROOF_TYPES:
+                        kind = name[4:]
+                        if "nonumber" not in block.options:
+                            number = bump("theorem" if kind in SHARED_COUNTER else kind)
+                            if "label" in block.options:
+                                self.labels[block.options["label"]] = f"{kind.title()} {number}"
+                        elif "label" in block.options:
+                            self.labels[block.options["label"]] = kind.title()
+                    elif name in ("glue:figure", "figure") and "name" in block.options:
+                        self.labels[block.options["name"]] = f"Figure {bump('figure')}"
+                    elif name in ("table", "list-table", "csv-table") and "name" in block.options:
+                        self.labels[block.options["name"]] = f"Table {bump('table')}"
+                    walk(block.body)
+                elif isinstance(block, tuple):
+                    continue
+                else:
+                    target = TARGET.match(block)
+                    heading = HEADING.match(block)
+                    if target:
+                        pending_target = target.group("label")
+                    elif heading and pending_target:
+                        self.labels[pending_target] = heading.group("text")
+                        pending_target = None
+                    elif block.strip():
+                        pending_target = None
+
+        for cell in markdown_cells:
+            walk(_without_dollar_labels(cell))
+        # labelled equations ($$ ... $$ (label) and {math} with :label:), in document order
+        counter = 0
+        for cell in markdown_cells:
+            for label in _equation_labels_in_order(cell):
+                counter += 1
+                self.labels[label] = f"({prefix}{counter})"
+
+
+def _without_dollar_labels(text: str) -> str:
+    return LABELLED_DOLLAR.sub(lambda m: f"$${m.group('body')}$$", text)
+
+
+def _equation_labels_in_order(text: str) -> list[str]:
+    """Labels of ``$$…$$ (label)`` and ``{math}`` blocks of one markdown cell, in order."""
+    found: list[tuple[int, str]] = []
+    for m in LABELLED_DOLLAR.finditer(text):
+        found.append((m.start(), m.group("label")))
+    for m in re.finditer(r"^\s*(`{3,}|:{3,})\{math\}[^\n]*\n((?:\s*:[\w-]+:[^\n]*\n)*)", text, re.M):
+        label = re.search(r":label:\s*(\S+)", m.group(2))
+        if label:
+            found.append((m.start(), label.group(1)))
+    return [label for _, label in sorted(found)]
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Converter:
+    """Converts the markdown cells of one chapter."""
+
+    book: Book
+    stem: str
+    values: dict[str, str] | None = None  # glue key -> text/plain of the glued value
+    cited: list[str] = field(default_factory=list)
+    figure_keys: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    # -- roles -----------------------------------------------------------------------------
+    def _cite(self, keys: str, textual: bool) -> str:
+        parts = []
+        for key in [k.strip() for k in keys.split(",") if k.strip()]:
+            ref = self.book.references.get(key)
+            if ref is None:
+                self.problems.append(f"unknown citation key {key!r}")
+                parts.append(key)
+                continue
+            if key not in self.cited:
+                self.cited.append(key)
+            parts.append(f"{ref.short()} ({ref.year})" if textual else f"{ref.short()}, {ref.year}")
+        return "; ".join(parts) if textual else f"({'; '.join(parts)})"
+
+    def _xref(self, body: str, kind: str) -> str:
+        m = EXPLICIT.match(body.strip())
+        if m:
+            text, target = m.group("text"), m.group("target")
+            if "%s" in text or "{number}" in text:
+                number = self.book.labels.get(target, "?").split(" ")[-1].strip("()")
+                return text.replace("%s", number).replace("{number}", number)
+            return text
+        target = body.strip()
+        if target not in self.book.labels:
+            self.problems.append(f"unresolved {kind} reference {target!r}")
+            return target
+        return self.roles(self.book.labels[target]) if kind == "ref" else self.book.labels[target]
+
+    def _glue_text(self, body: str) -> str:
+        key, _, spec = body.partition(":")
+        key = key.strip()
+        if self.values is not None and key in self.values:
+            raw = self.values[key]
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
+            if spec:
+                try:
+                    return format(value, spec)
+                except (TypeError, ValueError):
+                    pass
+            return str(value)
+        return f"`{key}`"
+
+    def roles(self, text: str) -> str:
+        def replace(m: re.Match[str]) -> str:
+            name, body = m.group("name"), m.group("body")
+            if name in ("cite", "cite:p", "cite:ps", "cite:alp"):
+                return self._cite(body, textual=False)
+            if name in ("cite:t", "cite:ts", "cite:alt"):
+                return self._cite(body, textual=True)
+            if name in ("cite:year",):
+                return ", ".join(self.book.references[k.strip()].year for k in body.split(","))
+            if name in ("prf:ref", "numref", "ref", "doc"):
+                return self._xref(body, name)
+            if name == "eq":
+                return self._xref(body, name)
+            if name in ("glue:text", "glue", "glue:md", "glue:any"):
+                return self._glue_text(body)
+            if name == "glue:math":
+                return self._glue_text(body) if self.values is None else f"${self._glue_text(body)}$"
+            if name == "math":
+                return f"${body}$"
+            if name in ("sub", "sup"):
+                return f"<{name}>{body}</{name}>"
+            if name in ("abbr", "term", "kbd", "file", "command", "code", "samp", "guilabel"):
+                return f"`{body}`" if name in ("kbd", "file", "command", "code", "samp") else body
+            self.problems.append(f"unknown role {{{name}}}")
+            return body
+
+        return ROLE.sub(replace, text)
+
+    # -- blocks ----------------------------------------------------------------------------
+    def convert(self, text: str) -> str:
+        """One markdown cell (or a directive's body) as plain Markdown."""
+        text = LABELLED_DOLLAR.sub(lambda m: f"$${self._tagged(m.group('body'), m.group('label'))}$$", text)
+        out: list[str] = []
+        in_math = False
+        for block in iter_blocks(text):
+            if isinstance(block, Directive):
+                out.append(self.directive(block))
+            elif isinstance(block, tuple):
+                out.append(block[1])
+            else:
+                if TARGET.match(block) or re.match(r"^\s*%", block):
+                    continue
+                if block.count("$$") % 2 == 1:
+                    in_math = not in_math
+                if not in_math and MATH_ENV.match(block):
+                    block = "$$" + block  # a bare amsmath environment: give it display delimiters
+                    in_math = "env"
+                elif in_math == "env" and re.match(r"^\s*\\end\{", block) and not _open_env(out, block):
+                    block = block + "$$"
+                    in_math = False
+                out.append(self.roles(block))
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
+
+    def _tag(self, label: str) -> str:
+        return self.book.labels.get(label, "?").strip("()")
+
+    def _tagged(self, body: str, label: str) -> str:
+        """``body`` with ``\\tag{n}``: inside a lone top-level environment, else at the end."""
+        tag = f"\\tag{{{self._tag(label)}}}"
+        m = re.match(r"^\s*\\begin\{(\w+\*?)\}.*\\end\{\1\}\s*$", body, re.DOTALL)
+        if m and m.group(1).rstrip("*") in ("align", "equation", "gather", "multline", "alignat", "flalign"):
+            end = body.rstrip().rfind("\\end{")
+            return f"{body[:end].rstrip()} {tag}\n{body.rstrip()[end:]}"
+        return f"{body.rstrip()} {tag}"
+
+    def directive(self, d: Directive) -> str:
+        name = d.name
+        if name.startswith("prf:"):
+            kind = name[4:]
+            if kind == "proof":
+                body = self.convert(d.body)
+                return _quote(f"*Proof.* {body}".rstrip() + " ∎" if "\n" not in body
+                              else f"*Proof.*\n\n{body}\n\n∎")
+            number = ""
+            label = d.options.get("label")
+            if label and label in self.book.labels:
+                number = self.book.labels[label].split(" ", 1)[1] if " " in self.book.labels[label] else ""
+            head = f"**{kind.title()}{' ' + number if number else ''}"
+            head += f" ({self.roles(d.argument)}).**" if d.argument else ".**"
+            return _quote(f"{head}\n\n{self.convert(d.body)}")
+        if name in ("glue:figure", "figure"):
+            label = self.book.labels.get(d.options.get("name", ""), "Figure")
+            caption = self.convert(d.body) if d.body else ""
+            if name == "glue:figure":
+                self.figure_keys.add(d.argument)
+                where = "*(drawn by the code cell that computes it)*"
+            else:
+                alt = d.options.get("alt", caption)
+                return f"![{alt}]({d.argument})\n\n**{label}.** {caption}".strip()
+            return _quote(f"**{label}.** {caption} {where}".strip())
+        if name == "math":
+            label = d.options.get("label")
+            return f"$$\n{self._tagged(d.body, label) if label else d.body}\n$$"
+        if name == "bibliography":
+            if not self.cited:
+                return ""
+            refs = sorted((self.book.references[k] for k in self.cited), key=lambda r: (r.authors, r.year))
+            return "\n".join(f"- {r.entry()}" for r in refs)
+        if name in ("tableofcontents", "glue:math", "nb-exec-table"):
+            return ""
+        if name in ("glue", "glue:any", "glue:md", "glue:text"):
+            return self._glue_text(d.argument)
+        if name in ("code-block", "code", "sourcecode"):
+            return f"```{d.argument}\n{d.body}\n```"
+        if name in ADMONITIONS:
+            title = self.roles(d.argument) or ADMONITIONS[name]
+            head = f"**{title}.**\n\n" if title else ""
+            return _quote(head + self.convert(d.body))
+        if name in ("table", "list-table", "csv-table"):
+            label = self.book.labels.get(d.options.get("name", ""), "Table")
+            return f"**{label}.** {self.roles(d.argument)}\n\n{self.convert(d.body)}"
+        if name == "colab-badge":
+            return ""  # replaced by the caller (a link back to the executed chapter)
+        self.problems.append(f"unknown directive {{{name}}}")
+        return self.convert(d.body)
+
+
+def _open_env(out: list[str], line: str) -> bool:
+    """Whether ``line`` closes an environment nested inside the top-level one (e.g. ``cases``)."""
+    name = re.match(r"^\s*\\end\{([^}]+)\}", line)
+    if not name or name.group(1).rstrip("*") in ("align", "equation", "gather", "multline",
+                                                    "alignat", "eqnarray", "flalign"):
+        return False
+    return True
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip("\n").split("\n"))
+
+
+def macro_definitions(macros: dict[str, object]) -> str:
+    """``\\newcommand`` lines for MathJax's ``tex.macros`` (``{"R": "\\mathbb{R}",
+    "norm": ["...#1...", 1]}``)."""
+    lines = []
+    for name, value in macros.items():
+        if isinstance(value, (list, tuple)):
+            body, nargs = value[0], int(value[1])
+            lines.append(f"\\newcommand{{\\{name}}}[{nargs}]{{{body}}}")
+        else:
+            lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
+    return "\n".join(lines)
+
+
+def macro_cell_source(macros: dict[str, object]) -> str:
+    """A first markdown cell defining the book's TeX macros for Jupyter's and Colab's MathJax."""
+    return (
+        "<!-- The book's TeX macros, defined for the cells below (this cell shows nothing). -->\n"
+        f"$\n{macro_definitions(macros)}\n$"
+    )
+
+
+def glue_figures_visible(code: str, keys: set[str]) -> str:
+    """Turn ``glue("fig-…", fig, display=False)`` into ``display=True`` for the figure keys, so that
+    the figure appears in the cell's output in Jupyter/Colab (the book shows it in the prose)."""
+    for key in keys:
+        code = re.sub(
+            rf"(glue\(\s*['\"]{re.escape(key)}['\"]\s*,[^()]*?display\s*=\s*)False",
+            r"\1True", code,
+        )
+    return code
+
+
+def convert_cells(cells: list, stem: str, book: Book, values: dict[str, str] | None = None,
+                  badge: Callable[[], str] | None = None) -> Converter:
+    """Convert the markdown cells (``nbformat`` cells) of one chapter in place; return the converter
+    (its ``problems`` list names what could not be converted)."""
+    conv = Converter(book, stem, values)
+    badge_re = re.compile(r"^(`{3,}|:{3,})\{colab-badge\}[ \t]*\n[ \t]*\1[ \t]*$", re.M)
+    for cell in cells:
+        if cell.cell_type != "markdown":
+            continue
+        source = cell.source
+        if badge is not None:
+            source = badge_re.sub(lambda _: badge(), source)
+        cell.source = conv.convert(source)
+    for cell in cells:
+        if cell.cell_type == "code" and conv.figure_keys:
+            cell.source = glue_figures_visible(cell.source, conv.figure_keys)
+    return conv
+
+
+def collect_book(chapters: dict[str, list[str]], bib: Path | None) -> Book:
+    """Labels of every chapter (``stem -> markdown cell sources``) and the bibliography."""
+    book = Book(references=load_bibliography(bib) if bib and bib.is_file() else {})
+    for stem, cells in chapters.items():
+        book.collect(stem, cells)
+    return book
