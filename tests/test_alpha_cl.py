@@ -405,3 +405,24 @@ def test_contrastive_covariance_of_a_batch_equals_one_batch_at_a_time():
     torch.testing.assert_close(clkit.gaussian_alpha(x, w, 0.6)[1], clkit.gaussian_alpha(x[1], w, 0.6))
     with pytest.raises(ValueError, match="alpha"):
         clkit.contrastive_covariance(x, x_pos, torch.rand(2, 7, 7, dtype=DTYPE))
+
+
+def test_new_functions_reject_bad_input_naming_the_argument():
+    model = _pattern_model()
+    fn = lambda v: model.population_matrices(v, "relu", None)  # noqa: E731
+    starts = torch.randn(3, 4, dtype=DTYPE, generator=_gen(27))
+    with pytest.raises(ValueError, match="tol"):
+        clkit.find_critical_points(fn, starts, tol=0.0)
+    with pytest.raises(ValueError, match="starts"):
+        clkit.find_critical_points(fn, starts[0])
+    a = model.population_matrix(starts[0], "relu", None)
+    with pytest.raises(ValueError, match="b"):
+        clkit.linearised_flow_matrix(a, torch.zeros(4, 4, dtype=DTYPE), starts[0])
+    with pytest.raises(ValueError, match="step"):
+        clkit.local_roughness_batch(fn, starts, step=-1.0)
+    with pytest.raises(ValueError, match="w"):
+        clkit.tangent_bases(torch.zeros(2, 4, dtype=DTYPE))
+    with pytest.raises(ValueError, match="tau"):
+        clkit.info_nce_alpha_from_distances(torch.zeros(3, dtype=DTYPE), torch.zeros(3, 3, dtype=DTYPE), 0.0)
+    with pytest.raises(ValueError, match="d_neg"):
+        clkit.info_nce_alpha_from_distances(torch.zeros(3, dtype=DTYPE), torch.zeros(2, 2, dtype=DTYPE), 1.0)
