@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ._validation import check_finite, check_nonnegative, check_positive, check_probability_vector, check_shape
+from .device import make_generator
 from .progress_bars import progress as progress_bar
 from .symbolic import is_symbolic
 
@@ -1257,8 +1258,6 @@ class LatticeEncoders(torch.nn.Module):
                  frequencies: int = 1, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
         super().__init__()
-        from .device import make_generator
-
         if not seeds:
             raise ValueError("seeds must name at least one encoder")
         _check_int("n_points", n_points, 2)
