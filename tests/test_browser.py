@@ -18,8 +18,10 @@ only: no Selenium, no WebDriver, no new dependency. Requests to anything but the
 refused, so a CDN MathJax fails here as it would offline.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``); skipped with that message where it
-is missing. The book: the ``built_book`` fixture (tests/conftest.py) or ``$CLBOOK_BUILT_BOOK`` (a
-folder holding ``_build/html``). ``$CLBOOK_SCREENSHOTS=<dir>`` saves a PNG of every page and width.
+is missing. The book: ``$CLBOOK_BUILT_BOOK`` (a folder holding ``_build/html``) if set, else the
+``built_book`` fixture of tests/conftest.py (one smoke-scale build of the whole book). Its math is
+served locally when the build found a MathJax copy (``npm install mathjax@3`` at the repository's
+root, see book/_ext/clbook.py). ``$CLBOOK_SCREENSHOTS=<dir>`` saves a PNG of every page and width.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from typing import Any, Callable, Iterator
 import pytest
 
 WIDTHS = (1400, 390)
+
+# with the other tests of the built book on one xdist worker, so that the book is built once
+# (tests/conftest.py's `built_book` is session-scoped, i.e. once per worker)
+pytestmark = pytest.mark.xdist_group("book")
 PAGE_TIMEOUT_S = 60.0
 
 
@@ -228,6 +234,12 @@ PROBE = r"""
     if (clipped) out.clipped.push(`${describe(el)} (${clipped.missing} px hidden by ${clipped.by})`);
     else if (!reachable && (r.right > vw + 1 || r.left < -1)) out.pageOverflow.push(`${describe(el)} (${Math.round(r.right - vw)} px past the page)`);
   }
+  // not a failure, a hint for the chapter's author: content that needs a sideways scroll
+  out.scrolls = [];
+  for (const el of article.querySelectorAll('span.math, mjx-container[display="true"], div.proof, div.admonition, div.highlight pre')) {
+    if (visible(el) && !el.closest('details:not([open])') && el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+      out.scrolls.push(`${describe(el)} (${el.scrollWidth - el.clientWidth} px to scroll)`);
+  }
   if (document.documentElement.scrollWidth > vw + 1) out.pageOverflow.push(`the page scrolls sideways (${document.documentElement.scrollWidth} > ${vw} px)`);
 
   // 2. MathJax
@@ -304,7 +316,8 @@ def html_root(request: pytest.FixtureRequest) -> Path:
         root = Path(explicit)
     else:
         try:
-            root = Path(request.getfixturevalue("built_book"))
+            build = request.getfixturevalue("built_book")
+            root = Path(getattr(build, "output", build))
         except pytest.FixtureLookupError:
             pytest.skip("no built book: tests/conftest.py has no `built_book` fixture and $CLBOOK_BUILT_BOOK is unset")
     html = root / "_build" / "html"

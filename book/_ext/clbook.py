@@ -111,6 +111,14 @@ def number_chapters_in_navigation(app: Sphinx, env: BuildEnvironment) -> list[st
 def number_chapter_titles(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     """Put the chapter number before the chapter's title (HTML), or set LaTeX's chapter counter."""
     if app.builder.format == "latex":
+        # a formula in a heading: typeset in the heading, plain text in the PDF's bookmarks
+        # (hyperref cannot put unicode-math's symbols there)
+        for title in list(doctree.findall(nodes.title)):
+            for math in list(title.findall(nodes.math)):
+                tex = math.astext()
+                plain = re.sub(r"[^\w\s+\-/=<>(),.]", "", re.sub(r"\\([A-Za-z]+)", r"\1", tex))
+                math.parent.replace(math, nodes.raw("", f"\\texorpdfstring{{\\({tex}\\)}}{{{plain}}}",
+                                                    format="latex"))
         for start in doctree.findall(addnodes.start_of_file):
             chapter = chapter_number(start.get("docname", ""))
             if chapter is not None:
@@ -390,6 +398,52 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The PDF: the book's TeX macros in the LaTeX preamble
+# --------------------------------------------------------------------------------------------
+def latex_macros(app: Sphinx, config: Any) -> None:
+    """Define ``mathjax3_config.tex.macros`` for LaTeX too (``\\DeclareRobustCommand`` overrides
+    LaTeX's own ``\\P``, ``\\L``, ``\\C`` without complaint)."""
+    macros = ((config.mathjax3_config or {}).get("tex", {}) or {}).get("macros", {}) or {}
+    lines = []
+    for name, value in macros.items():
+        body, nargs = (value[0], int(value[1])) if isinstance(value, (list, tuple)) else (value, 0)
+        if not body.lstrip().startswith(("^", "_")):
+            body = "{" + body + "}"  # one math atom: \\widetilde\\L must work as in MathJax
+        lines.append(f"\\DeclareRobustCommand{{\\{name}}}{f'[{nargs}]' if nargs else ''}{{{body}}}")
+    elements = dict(config.latex_elements or {})
+    elements["preamble"] = elements.get("preamble", "") + "\n% the book's TeX macros (mathjax3_config)\n" + "\n".join(lines) + "\n"
+    config.latex_elements = elements
+
+
+def _enclosing_docname(env: BuildEnvironment, node: nodes.Node, parent_tag: str) -> str | None:
+    """The document a node of the assembled LaTeX doctree comes from (its ``start_of_file``)."""
+    while node is not None:
+        node = node.parent
+        if node is not None and "docname" in node.attributes:
+            return node["docname"]
+    return None
+
+
+def number_proofs_in_latex() -> None:
+    """sphinx-proof finds a block's document in the PDF by matching the page title against section
+    names, which misses (the theorem boxes of the PDF had no number); look up ``start_of_file``."""
+    import sphinx_proof.nodes
+
+    sphinx_proof.nodes.find_parent = _enclosing_docname
+
+
+def latex_class_without_bbm(app: Sphinx) -> None:
+    """sphinx-jupyterbook-latex's class needs ``bbm.sty``, which Debian ships only in the 1.4 GB
+    texlive-fonts-extra: fall back to ``\\mathbb`` when it is missing."""
+    cls = Path(app.outdir) / "jupyterBook.cls"
+    if app.builder.format != "latex" or not cls.is_file():
+        return
+    text = cls.read_text(encoding="utf-8")
+    fallback = "\\IfFileExists{bbm.sty}{\\RequirePackage{bbm}}{\\providecommand{\\mathbbm}[1]{\\mathbb{##1}}}"
+    cls.write_text(text.replace("\\RequirePackage{bbm}", fallback), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
 # Author-year bibliography
 # --------------------------------------------------------------------------------------------
 def register_bibliography_style() -> None:
@@ -432,10 +486,13 @@ def register_bibliography_style() -> None:
 # --------------------------------------------------------------------------------------------
 def setup(app: Sphinx) -> dict[str, object]:
     register_bibliography_style()
+    number_proofs_in_latex()
     app.add_node(status_table)
     app.add_directive("clbook-status", StatusDirective)
     # after Sphinx's TocTreeCollector (priority 500) has counted figures, prf blocks and equations
     app.connect("env-get-updated", number_per_chapter, priority=900)
+    app.connect("config-inited", latex_macros)
+    app.connect("builder-inited", latex_class_without_bbm, priority=900)
     app.connect("env-updated", number_chapters_in_navigation)
     app.connect("doctree-resolved", number_chapter_titles)
     app.connect("doctree-resolved", fill_status)
