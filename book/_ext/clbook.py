@@ -197,16 +197,33 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 # --------------------------------------------------------------------------------------------
 # Colab launch button and .ipynb download
 # --------------------------------------------------------------------------------------------
-def _glued_values(executed: Any) -> dict[str, str]:
-    """Glue key -> ``text/plain`` of the glued value, from an executed notebook's outputs."""
+def _glued_values(executed: Any, glue_file: Path) -> dict[str, str]:
+    """Glue key -> ``text/plain`` of the glued value: from myst-nb's ``<page>.glue.json``, else
+    from the executed notebook's outputs."""
     values: dict[str, str] = {}
+    if glue_file.is_file():
+        for key, output in json.loads(glue_file.read_text(encoding="utf-8")).items():
+            text = (output.get("data") or {}).get("text/plain")
+            if isinstance(text, str):
+                values[key] = text
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             meta = output.get("metadata", {})
             key = (meta.get("scrapbook") or {}).get("name")
             if key and "text/plain" in output.get("data", {}):
-                values[key] = output["data"]["text/plain"]
+                values.setdefault(key, output["data"]["text/plain"])
     return values
+
+
+def _show_glued_figures(executed: Any, keys: set[str]) -> None:
+    """Glued outputs carry a prefixed MIME type that Jupyter does not show; unprefix the figures
+    that the text places (``{glue:figure}``), so that they show in their cells."""
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            glued = (output.get("metadata", {}).get("scrapbook") or {})
+            if glued.get("name") in keys and glued.get("mime_prefix"):
+                prefix = glued["mime_prefix"]
+                output["data"] = {k.removeprefix(prefix): v for k, v in output.get("data", {}).items()}
 
 
 def readable_notebook(app: Sphinx, docname: str) -> Any | None:
@@ -231,16 +248,17 @@ def readable_notebook(app: Sphinx, docname: str) -> Any | None:
                 chapters[Path(doc).name] = cells
         book = mn.collect_book(chapters, Path(app.srcdir) / "references.bib")
         app.clbook_labels = book  # type: ignore[attr-defined]
-    values = _glued_values(executed)
-    online = f"the book's page of this chapter ({Path(docname).name}.html)"
-    conv = mn.convert_cells(executed.cells, Path(docname).name, book, values=values,
-                            badge=lambda: f"*Executed notebook of the book; the chapter is also {online}.*")
+    values = _glued_values(executed, executed_path.with_name(f"{Path(docname).name}.glue.json"))
+    note = ("*The chapter as the book's build executed it, with its outputs and numbers, in plain "
+            "Markdown and LaTeX; the book's page is " + f"{Path(docname).name}.html.*")
+    conv = mn.convert_cells(executed.cells, Path(docname).name, book, values=values, badge=lambda: note)
+    _show_glued_figures(executed, conv.figure_keys)
     macros = app.config.mathjax3_config.get("tex", {}).get("macros", {}) if app.config.mathjax3_config else {}
     executed.cells.insert(0, nbformat.v4.new_markdown_cell(mn.macro_cell_source(macros)))
     for index, cell in enumerate(executed.cells):
         cell.id = f"{Path(docname).name}-{index:03d}"
-    for problem in conv.problems:
-        logger.warning(f"[clbook] {docname}.ipynb: {problem}", type="clbook", subtype="notebook")
+    for problem in conv.problems:  # tests/test_notebooks.py fails on these; the book need not
+        logger.info(f"[clbook] {docname}.ipynb: {problem}")
     return executed
 
 
@@ -299,7 +317,11 @@ def launch_and_download(app: Sphinx, pagename: str, templatename: str, context: 
         return
     import nbformat
 
-    notebook = readable_notebook(app, pagename)
+    try:
+        notebook = readable_notebook(app, pagename)
+    except Exception as err:  # noqa: BLE001 - the theme's executed copy stays as the download
+        logger.info(f"[clbook] {pagename}.ipynb kept as executed (conversion failed: {err})")
+        return
     if notebook is not None:
         target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
