@@ -852,6 +852,7 @@ class AdversarialSearch(NamedTuple):
     n_violations: int
     n_violations_rho_le_half: int
     max_rho_with_condition: float
+    closest_approach: float
     best_score: float
 
 
@@ -914,12 +915,16 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
 
     The search splits ``n_configurations`` into ``n_restarts`` independent populations, draws them
     at random, then for ``n_rounds`` replaces each population by perturbations (shrinking noise) of
-    its best 5 % by ``min(condition margin, misclassification margin)``. Restarts matter: a single
-    population either finds the basin of violations or settles elsewhere.
+    its best 5 %. Even populations rank by ``min(condition margin, misclassification margin)``
+    (they approach a violation from both sides), odd ones by the misclassification margin among
+    configurations that meet the condition (they explore the region the theorem covers). Restarts
+    matter: a single population either finds the basin of violations or settles elsewhere.
 
     Returns:
         Counts over all evaluated configurations: where the condition holds, violations, violations
-        with :math:`\rho_{\max}\le 1/2`, the largest :math:`\rho_{\max}` with the condition, the best score.
+        with :math:`\rho_{\max}\le 1/2`; the largest :math:`\rho_{\max}` with the condition; the
+        *closest approach*, the largest :math:`\|f(a)-\mu_0\|^2-\min_{\ell}\|f(a)-\mu_\ell\|^2`
+        where the condition holds (positive: a violation); the best score.
 
     Raises:
         ValueError: for invalid sizes or a negative coefficient.
@@ -935,9 +940,10 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     size = max(20, n_configurations // n_restarts)
     keep = max(1, size // 20)
     totals = [0, 0, 0, 0]
-    max_rho, best = -math.inf, -math.inf
+    max_rho, best, closest = -math.inf, -math.inf, -math.inf
     # independent populations, evolved side by side: (restarts, size, dim)
     params = torch.randn(n_restarts, size, dim, generator=generator, dtype=dtype, device=device) * 2
+    odd = (torch.arange(n_restarts, device=device) % 2 == 1)[:, None]
     for round_ in range(n_rounds + 1):
         condition, misclassified, rho, margin = _adversarial_configurations(params.reshape(-1, dim), n_classes,
                                                                            n_views, r_coefficient)
@@ -948,7 +954,12 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
         totals[3] += int((violation & (rho <= SLIDES_RHO_LIMIT)).sum())
         if bool(condition.any()):
             max_rho = max(max_rho, float(rho[condition].max()))
-        score = torch.minimum(margin, misclassified).reshape(n_restarts, size)
+            closest = max(closest, float(misclassified[condition].max()))
+        # even populations approach a violation from both sides (min of the two margins); odd ones
+        # stay inside the condition and get as close to a misclassification as they can
+        both = torch.minimum(margin, misclassified).reshape(n_restarts, size)
+        inside = torch.where(margin > 0, misclassified, margin - 4).reshape(n_restarts, size)
+        score = torch.where(odd, inside, both)
         best = max(best, float(score.max()))
         if round_ == n_rounds:
             break
@@ -959,7 +970,7 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
         params = parents + scale * torch.randn(parents.shape, generator=generator, dtype=dtype, device=device)
     return AdversarialSearch(r_coefficient=r_coefficient, n_evaluated=totals[0], n_condition=totals[1],
                              n_violations=totals[2], n_violations_rho_le_half=totals[3],
-                             max_rho_with_condition=max_rho, best_score=best)
+                             max_rho_with_condition=max_rho, closest_approach=closest, best_score=best)
 
 
 # --------------------------------------------------------------------------------------------------
