@@ -16,9 +16,21 @@ statements are from the authors' slides, seed 004):
   (:func:`population_pair_info_nce`), and the population CLIP loss of paired mixtures
   (:func:`population_clip_loss`).
 
+Both losses depend on the maps only through :math:`M = AA^\top` (InfoNCE) and
+:math:`N = A_VA_T^\top` (CLIP), in which they are strictly convex (the book's lemma):
+:func:`population_info_nce_m` and :func:`population_clip_loss_n` are these forms,
+:func:`minimize_info_nce_psd` minimises the first over the PSD cone by Newton's method (interior
+point, then Newton on the face of the minimiser) with the KKT certificate
+:func:`psd_kkt_certificate`, :func:`minimize_clip_n` the second by damped Newton, and
+:func:`small_delta_leading_term` is the first-order term :math:`M_1` of
+:math:`M^*(\delta) = \delta M_1 + O(\delta^2)`. The closed forms the chapter checks symbolically
+(:func:`attraction_term`, :func:`mixture_log_mgf`, :func:`between_class_scatter`,
+:func:`small_delta_gradient`, :func:`centred_small_delta_term`) accept SymPy objects as well as
+tensors.
+
 Both population losses reduce to closed forms plus one Gaussian integral of dimension
 :math:`K-1` per component, computed by tensor Gauss–Hermite quadrature (see
-:func:`expected_log_mgf`); the reduction is the book's derivation (chapter "InfoNCE learns the
+:func:`expected_log_sum_exp`); the reduction is the book's derivation (chapter "InfoNCE learns the
 Fisher subspace").
 """
 
@@ -27,6 +39,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -39,16 +52,30 @@ from .losses import pair_info_nce
 from .mixtures import GaussianMixture
 from .progress_bars import progress
 from .subspaces import orthonormal_basis
+from .symbolic import is_symbolic
 
 __all__ = [
     "fisher_subspace",
     "spectral_subspace",
     "sample_augmentation_pairs",
     "gauss_hermite_grid",
-    "expected_log_mgf",
+    "attraction_term",
+    "mixture_log_mgf",
+    "between_class_scatter",
+    "mixture_moments",
+    "small_delta_gradient",
+    "centred_small_delta_term",
+    "small_delta_leading_term",
+    "expected_log_sum_exp",
+    "population_info_nce_m",
     "population_pair_info_nce",
     "pair_info_nce_integrand",
+    "population_clip_loss_n",
     "population_clip_loss",
+    "PSDMinimiser",
+    "minimize_info_nce_psd",
+    "psd_kkt_certificate",
+    "minimize_clip_n",
     "minimize_population_loss",
     "train_pair_info_nce_minibatch",
 ]
@@ -204,72 +231,232 @@ def _hermite_tensor_rule(dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights
 
 
-def expected_log_mgf(
-    weights: torch.Tensor,
-    centers: torch.Tensor,
-    cov: torch.Tensor,
-    quad: torch.Tensor,
-    nu: torch.Tensor,
-    n_quadrature: int = 40,
-) -> torch.Tensor:
-    r"""The outer expectation of both population losses, by closed forms plus Gauss–Hermite.
-
-    .. math::
-        \Phi = \mathbb E_{z\sim\sum_j w_j\mathcal N(m_j, C)}\Big[\tfrac12 z^\top Q z
-           + \log\sum_k w_k e^{z^\top\nu_k}\Big].
-
-    The quadratic term is :math:`\tfrac12\sum_j w_j(\operatorname{tr}(QC) + m_j^\top Q m_j)`. In the
-    log-sum-exp, :math:`z^\top\nu_1` is pulled out (its mean is :math:`\sum_j w_j m_j^\top\nu_1`);
-    what remains depends on :math:`z` only through :math:`t = D^\top z\in\mathbb R^{K-1}`,
-    :math:`D = [\nu_2-\nu_1,\dots,\nu_K-\nu_1]`, which under component :math:`j` is
-    :math:`\mathcal N(D^\top m_j, D^\top C D)`; that :math:`(K-1)`-dimensional expectation is taken
-    with an ``n_quadrature``-point tensor Gauss–Hermite rule per component
-    (:func:`gauss_hermite_grid`). A relative jitter of :math:`10^{-13}` on :math:`D^\top CD` keeps
-    its Cholesky factor defined when the :math:`\nu_k` are affinely dependent.
-
-    Args:
-        weights: ``(K,)`` mixing weights :math:`w` (used for both the outer mixture and the log-sum-exp).
-        centers: ``(K, r)`` means :math:`m_j` of :math:`z` given component :math:`j`.
-        cov: ``(r, r)`` covariance :math:`C` of :math:`z` given its component.
-        quad: ``(r, r)`` symmetric matrix :math:`Q`.
-        nu: ``(K, r)`` vectors :math:`\nu_k`.
-        n_quadrature: Gauss–Hermite points per dimension.
-
-    Returns:
-        A differentiable scalar tensor.
-
-    Raises:
-        ValueError: naming the argument, for inconsistent shapes or non-finite input.
-    """
-    check_shape("centers", centers, (None, None))
-    k, r = centers.shape
-    check_shape("weights", weights, (k,))
-    check_shape("cov", cov, (r, r))
-    check_shape("quad", quad, (r, r))
-    check_shape("nu", nu, (k, r))
-    for name, t in (("weights", weights), ("centers", centers), ("cov", cov), ("quad", quad), ("nu", nu)):
-        check_finite(name, t)
-    n_quadrature = _check_n_quadrature(n_quadrature)
-    quadratic = 0.5 * (torch.trace(quad @ cov) + weights @ torch.einsum("ji,il,jl->j", centers, quad, centers))
-    linear = weights @ (centers @ nu[0])
-    if k == 1:
-        return quadratic + linear
-    diff = (nu[1:] - nu[0]).T  # (r, K-1)
-    gram = diff.T @ cov @ diff
-    jitter = 1e-13 * (torch.diagonal(gram).mean().detach() + torch.finfo(gram.dtype).tiny)
-    chol = torch.linalg.cholesky(gram + jitter * torch.eye(k - 1, dtype=gram.dtype, device=gram.device))
-    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=centers.dtype, device=centers.device)
-    t = (centers @ diff).unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
-    log_w = torch.log(weights)
-    logits = torch.cat([log_w[0].expand(t.shape[0], t.shape[1], 1), log_w[1:] + t], dim=-1)
-    lse = torch.logsumexp(logits, dim=-1)  # (K, P)
-    return quadratic + linear + weights @ (lse @ node_weights)
-
-
 def _shared_sigma(mixture: GaussianMixture, name: str) -> torch.Tensor:
     if not mixture.shared_covariance:
         raise ValueError(f"{name} must have a shared covariance (the setting of Bansal et al.)")
     return mixture.covariances[0]
+
+
+def _symbolic(*values) -> bool:
+    """SymPy input? (:func:`clkit.is_symbolic` does not recognise SymPy matrices, which are not ``Basic``.)"""
+    if is_symbolic(*values):
+        return True
+    return any(type(v).__module__.startswith("sympy") for v in values)
+
+
+def _outer(u, v):
+    """``u v^T`` for two torch vectors or two SymPy column vectors."""
+    if _symbolic(u, v):
+        return u @ v.T
+    return torch.outer(u, v)
+
+
+def _bilinear(u, m, v):
+    """``u^T M v`` for torch vectors or SymPy column vectors (a scalar either way)."""
+    if _symbolic(u, m, v):
+        return (u.T @ m @ v)[0, 0]
+    return u @ m @ v
+
+
+def _weighted_sum(weights, items):
+    total = None
+    for w, item in zip(weights, items):
+        total = w * item if total is None else total + w * item
+    return total
+
+
+def attraction_term(m, weights, means, delta):
+    r"""The attraction term :math:`\mathbb E_{(x,\hat x)\sim\hat F}[x^\top M\hat x]` of the population InfoNCE loss.
+
+    .. math::
+        \mathbb E[x^\top M\hat x] = \delta\sum_k w_k\,\mu_k^\top M\mu_k + (1-\delta)\,\bar\mu^\top M\bar\mu,
+        \qquad \bar\mu = \sum_k w_k\mu_k,
+
+    because given the components :math:`k, k'` of the pair the two points are independent, and
+    :math:`k' = k` with probability :math:`\delta`, :math:`k'` an independent draw otherwise (the
+    book's derivation, chapter "InfoNCE learns the Fisher subspace", eq. ``eq-fisher-closed-form``).
+
+    Accepts torch tensors (``m`` ``(d, d)``, ``weights`` ``(K,)``, ``means`` ``(K, d)``) or SymPy
+    objects (``m`` a SymPy matrix, ``weights`` a sequence of K expressions, ``means`` a sequence
+    of K SymPy column vectors), so that the chapter can prove the formula symbolically.
+    """
+    means = list(means)
+    weights = list(weights)
+    mean = _weighted_sum(weights, means)
+    same = _weighted_sum(weights, [_bilinear(mu, m, mu) for mu in means])
+    return delta * same + (1 - delta) * _bilinear(mean, m, mean)
+
+
+def mixture_log_mgf(u, weights, means, sigma):
+    r"""Log moment-generating function of a shared-covariance Gaussian mixture.
+
+    .. math::
+        \log\mathbb E_{y\sim\sum_k w_k\mathcal N(\mu_k,\Sigma)} e^{u^\top y}
+          = \tfrac12 u^\top\Sigma u + \log\sum_k w_k e^{u^\top\mu_k}
+
+    (the Gaussian moment-generating function, averaged over the components). Torch: ``u`` of
+    shape ``(..., d)``, ``weights`` ``(K,)``, ``means`` ``(K, d)``, ``sigma`` ``(d, d)``; returns
+    shape ``(...)``. SymPy: ``u`` a column vector, ``weights`` and ``means`` sequences of K
+    expressions and column vectors, ``sigma`` a matrix; returns an expression.
+    """
+    if _symbolic(u, sigma, *list(means), *list(weights)):
+        import sympy
+
+        return sympy.Rational(1, 2) * _bilinear(u, sigma, u) + sympy.log(
+            _weighted_sum(list(weights), [sympy.exp((u.T @ mu)[0, 0]) for mu in means])
+        )
+    return 0.5 * ((u @ sigma) * u).sum(-1) + torch.logsumexp(torch.log(weights) + u @ means.T, dim=-1)
+
+
+def between_class_scatter(weights, means):
+    r"""Between-class scatter :math:`B_c = \sum_k w_k(\mu_k-\bar\mu)(\mu_k-\bar\mu)^\top`, :math:`\bar\mu = \sum_k w_k\mu_k`.
+
+    Torch (``(K,)`` weights, ``(K, d)`` means; returns ``(d, d)``) or SymPy (sequences of K
+    expressions and K column vectors; returns a matrix).
+    """
+    means = list(means)
+    weights = list(weights)
+    mean = _weighted_sum(weights, means)
+    return _weighted_sum(weights, [_outer(mu - mean, mu - mean) for mu in means])
+
+
+def small_delta_gradient(n, sigma_tot, s2, b_c):
+    r"""Gradient of the small-:math:`\delta` quadratic :math:`q(N) = -\operatorname{tr}(NB_c) + \tfrac12\operatorname{tr}(N\Sigma_{\mathrm{tot}}NS_2)`.
+
+    .. math:: \nabla q(N) = \tfrac12\big(\Sigma_{\mathrm{tot}}NS_2 + S_2N\Sigma_{\mathrm{tot}}\big) - B_c
+
+    over symmetric :math:`N` (the book's small-:math:`\delta` theorem: :math:`M^*(\delta)/\delta`
+    tends to the minimiser :math:`M_1` of :math:`q` on the PSD cone). Torch or SymPy matrices.
+    """
+    return (sigma_tot @ n @ s2 + s2 @ n @ sigma_tot) / 2 - b_c
+
+
+def centred_small_delta_term(sigma_tot, b_c):
+    r""":math:`M_1 = \Sigma_{\mathrm{tot}}^{-1}B_c\Sigma_{\mathrm{tot}}^{-1}`: the root of :func:`small_delta_gradient` when :math:`S_2 = \Sigma_{\mathrm{tot}}` (centred means).
+
+    Torch or SymPy matrices.
+    """
+    if _symbolic(sigma_tot, b_c):
+        inverse = sigma_tot.inv()
+        return inverse @ b_c @ inverse
+    return torch.linalg.solve(sigma_tot, torch.linalg.solve(sigma_tot, b_c).T)
+
+
+def mixture_moments(mixture: GaussianMixture) -> dict[str, torch.Tensor]:
+    r"""The moments of a shared-covariance mixture that the population losses use.
+
+    Returns ``sigma`` (:math:`\Sigma`), ``mean`` (:math:`\bar\mu`), ``b_c`` (:func:`between_class_scatter`),
+    ``sigma_tot`` (:math:`\Sigma_{\mathrm{tot}} = \Sigma + B_c`, the covariance of :math:`x`) and
+    ``s2`` (:math:`S_2 = \mathbb E[xx^\top] = \Sigma_{\mathrm{tot}} + \bar\mu\bar\mu^\top`).
+    """
+    sigma = _shared_sigma(mixture, "mixture")
+    b_c = between_class_scatter(mixture.weights, mixture.means)
+    mean = mixture.weights @ mixture.means
+    sigma_tot = sigma + b_c
+    return {"sigma": sigma, "mean": mean, "b_c": b_c, "sigma_tot": sigma_tot,
+            "s2": sigma_tot + torch.outer(mean, mean)}
+
+
+def small_delta_leading_term(mixture: GaussianMixture) -> torch.Tensor:
+    r"""The symmetric root :math:`M_1` of :func:`small_delta_gradient`: :math:`\Sigma_{\mathrm{tot}}M_1S_2 + S_2M_1\Sigma_{\mathrm{tot}} = 2B_c`.
+
+    Solved as the linear system :math:`(S_2\otimes\Sigma_{\mathrm{tot}} + \Sigma_{\mathrm{tot}}\otimes S_2)\,\mathrm{vec}\,M_1
+    = 2\,\mathrm{vec}\,B_c` (positive definite, so the root is unique). When :math:`M_1\succeq0`
+    it is the minimiser of the small-:math:`\delta` quadratic on the PSD cone and
+    :math:`M^*(\delta) = \delta M_1 + O(\delta^2)` (the book's theorem); for centred means it equals
+    :func:`centred_small_delta_term`. Returns ``(d, d)``.
+    """
+    mom = mixture_moments(mixture)
+    d = mixture.dim
+    system = torch.kron(mom["s2"], mom["sigma_tot"]) + torch.kron(mom["sigma_tot"], mom["s2"])
+    m1 = torch.linalg.solve(system, 2 * mom["b_c"].T.reshape(-1)).reshape(d, d).T
+    return 0.5 * (m1 + m1.T)
+
+
+def expected_log_sum_exp(
+    weights: torch.Tensor, g: torch.Tensor, h: torch.Tensor, n_quadrature: int = 40
+) -> torch.Tensor:
+    r"""The log-partition part of both population losses, by one Gauss–Hermite rule per component.
+
+    .. math::
+        \varphi(G, H) = \sum_j w_j\,\mathbb E_{s\sim\mathcal N(G_{:,j},\,H)}\log\sum_k w_k e^{s_k}.
+
+    For InfoNCE in :math:`M = AA^\top`, :math:`s_k = x^\top M\mu_k` with :math:`x` from component
+    :math:`j`, so :math:`G = \mu M\mu^\top` and :math:`H = \mu M\Sigma M\mu^\top` (rows of
+    :math:`\mu` the means). :math:`s_1` is pulled out (mean :math:`\sum_j w_jG_{1j}`); the rest
+    depends on :math:`t = (s_k - s_1)_{k\ge2}\sim\mathcal N(G_{2:,j} - G_{1,j},\,DHD^\top)`,
+    :math:`D = [-\mathbf 1, I_{K-1}]`, a :math:`(K-1)`-dimensional integral taken with an
+    ``n_quadrature``-point tensor rule (:func:`gauss_hermite_grid`). A relative jitter of
+    :math:`10^{-14}` on :math:`DHD^\top` keeps its Cholesky factor defined when it is singular.
+    Only the symmetric part of ``h`` is used. Differentiable (twice) in ``g`` and ``h``.
+
+    Args:
+        weights: ``(K,)`` mixing weights.
+        g: ``(K, K)`` means, column ``j`` the mean of :math:`s` given component ``j``.
+        h: ``(K, K)`` covariance of :math:`s` given the component (positive semi-definite).
+        n_quadrature: Gauss–Hermite points per dimension.
+
+    Raises:
+        ValueError: naming the argument, for inconsistent shapes or non-finite input.
+    """
+    check_shape("weights", weights, (None,))
+    k = weights.shape[0]
+    check_shape("g", g, (k, k))
+    check_shape("h", h, (k, k))
+    for name, t in (("weights", weights), ("g", g), ("h", h)):
+        check_finite(name, t)
+    n_quadrature = _check_n_quadrature(n_quadrature)
+    linear = weights @ g[0]
+    if k == 1:
+        return linear
+    h = 0.5 * (h + h.T)
+    cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
+    jitter = 1e-14 * (torch.diagonal(cov).mean().detach().abs() + torch.finfo(cov.dtype).tiny)
+    chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
+    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
+    centres = (g[1:] - g[:1]).T  # (K, K-1): row j the mean of t given component j
+    t = centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
+    log_w = torch.log(weights)
+    logits = torch.cat([log_w[0].expand(t.shape[0], t.shape[1], 1), log_w[1:] + t], dim=-1)
+    return linear + weights @ (torch.logsumexp(logits, dim=-1) @ node_weights)
+
+
+def _info_nce_pieces(m: torch.Tensor, mixture: GaussianMixture, delta: float):
+    mom = mixture_moments(mixture)
+    sigma, mu = mom["sigma"], mixture.means
+    smooth = -attraction_term(m, mixture.weights, mu, delta) + 0.5 * torch.trace(m @ sigma @ m @ mom["s2"])
+    return smooth, mu @ m @ mu.T, mu @ m @ sigma @ m @ mu.T
+
+
+def population_info_nce_m(
+    m: torch.Tensor, mixture: GaussianMixture, delta: float, n_quadrature: int = 40
+) -> torch.Tensor:
+    r"""Population InfoNCE loss as a function of :math:`M = AA^\top` (the book's convex form).
+
+    .. math::
+        \mathcal L(M) = -\operatorname{tr}(MB_\delta) + \tfrac12\operatorname{tr}(M\Sigma MS_2)
+          + \mathbb E_{x\sim F}\log\sum_k w_k e^{x^\top M\mu_k},
+
+    with :math:`\operatorname{tr}(MB_\delta)` the :func:`attraction_term` and :math:`S_2 = \mathbb E[xx^\top]`:
+    the log of :math:`\mathbb E_ye^{u^\top y}` (:func:`mixture_log_mgf`) at :math:`u = Mx`, averaged
+    over :math:`x`. Convex in :math:`M` (linear + strongly convex quadratic + an average of
+    log-sum-exps of linear functions); the last term is :func:`expected_log_sum_exp`.
+
+    Args:
+        m: ``(d, d)`` symmetric matrix.
+        mixture: shared-covariance :class:`clkit.GaussianMixture`.
+        delta: bias :math:`\delta\in[0,1]`.
+        n_quadrature: Gauss–Hermite points per dimension (the integral has dimension :math:`K-1`).
+
+    Raises:
+        ValueError: naming the argument, for a wrong shape, a mixture without shared covariance,
+            ``delta`` outside ``[0, 1]``.
+    """
+    check_shape("m", m, (mixture.dim, mixture.dim))
+    check_finite("m", m)
+    delta = _check_delta(delta)
+    smooth, g, h = _info_nce_pieces(m, mixture, delta)
+    return smooth + expected_log_sum_exp(mixture.weights, g, h, n_quadrature)
 
 
 def population_pair_info_nce(
@@ -282,25 +469,8 @@ def population_pair_info_nce(
             + \mathbb E_{x\sim F}\log\mathbb E_{y\sim F}e^{x^\top AA^\top y}
 
     (Bansal et al. 2024, InfoNCE slide, with the map written :math:`A^\top x` so that
-    :math:`A\in\mathbb R^{d\times r}`). For a shared covariance :math:`\Sigma`, with
-    :math:`\nu_k = A^\top\mu_k` and :math:`C = A^\top\Sigma A`,
-
-    .. math::
-        \mathbb E[x^\top AA^\top\hat x] = \delta\sum_k w_k\|\nu_k\|^2 + (1-\delta)\|\textstyle\sum_k w_k\nu_k\|^2,
-        \qquad
-        \log\mathbb E_y e^{u^\top y} = \tfrac12 u^\top\Sigma u + \log\sum_k w_k e^{u^\top\mu_k},
-
-    and with :math:`u = AA^\top x`, :math:`z = A^\top x` the outer expectation is
-    :func:`expected_log_mgf` with :math:`m_j = \nu_j`, :math:`Q = C`.
-
-    Args:
-        a: ``(d, r)`` matrix :math:`A`.
-        mixture: shared-covariance :class:`clkit.GaussianMixture` :math:`F`.
-        delta: bias :math:`\delta\in[0,1]` of the augmentation distribution.
-        n_quadrature: Gauss–Hermite points per dimension (the integral has dimension :math:`K-1`).
-
-    Returns:
-        A scalar tensor, differentiable in ``a``.
+    :math:`A\in\mathbb R^{d\times r}`). It depends on :math:`A` only through :math:`M = AA^\top`:
+    this is :func:`population_info_nce_m` at :math:`M = AA^\top`.
 
     Raises:
         ValueError: naming the argument, for a wrong shape of ``a``, a mixture without shared
@@ -308,14 +478,7 @@ def population_pair_info_nce(
     """
     check_shape("a", a, (mixture.dim, None))
     check_finite("a", a)
-    delta = _check_delta(delta)
-    sigma = _shared_sigma(mixture, "mixture")
-    w = mixture.weights
-    nu = mixture.means @ a  # (K, r)
-    c = a.T @ sigma @ a
-    nu_bar = w @ nu
-    positive = delta * (w @ nu.pow(2).sum(1)) + (1 - delta) * nu_bar.pow(2).sum()
-    return -positive + expected_log_mgf(w, nu, c, c, nu, n_quadrature)
+    return population_info_nce_m(a @ a.T, mixture, delta, n_quadrature)
 
 
 def pair_info_nce_integrand(
@@ -323,11 +486,10 @@ def pair_info_nce_integrand(
 ) -> torch.Tensor:
     r"""Per-pair values whose mean is :math:`\mathcal L(A)` (inner expectation over :math:`y` exact).
 
-    .. math:: \ell(x,\hat x) = -x^\top AA^\top\hat x + \tfrac12 u^\top\Sigma u + \log\sum_k w_k e^{u^\top\mu_k},
-              \qquad u = AA^\top x,
+    .. math:: \ell(x,\hat x) = -x^\top AA^\top\hat x + \log\mathbb E_ye^{u^\top y},\qquad u = AA^\top x,
 
-    so that :math:`\mathbb E_{(x,\hat x)\sim\hat F}\,\ell = ` :func:`population_pair_info_nce`. Used to
-    check the quadrature by Monte Carlo. ``x, x_hat``: ``(n, d)``; returns ``(n,)``.
+    with :func:`mixture_log_mgf`, so that :math:`\mathbb E_{(x,\hat x)\sim\hat F}\,\ell = ` :func:`population_pair_info_nce`.
+    Used to check the quadrature by Monte Carlo. ``x, x_hat``: ``(n, d)``; returns ``(n,)``.
 
     Raises:
         ValueError: for inconsistent shapes or a mixture without shared covariance.
@@ -338,9 +500,42 @@ def pair_info_nce_integrand(
     check_shape("x_hat", x_hat, tuple(x.shape))
     sigma = _shared_sigma(mixture, "mixture")
     z, z_hat = x @ a, x_hat @ a
-    u = z @ a.T
-    log_mgf = 0.5 * ((u @ sigma) * u).sum(1) + torch.logsumexp(torch.log(mixture.weights) + u @ mixture.means.T, dim=1)
-    return -(z * z_hat).sum(1) + log_mgf
+    return -(z * z_hat).sum(1) + mixture_log_mgf(z @ a.T, mixture.weights, mixture.means, sigma)
+
+
+def _check_clip_pair(mixture_v: GaussianMixture, mixture_t: GaussianMixture) -> None:
+    if mixture_v.n_components != mixture_t.n_components or not torch.allclose(mixture_v.weights, mixture_t.weights):
+        raise ValueError("mixture_t must have the same weights as mixture_v (paired components)")
+
+
+def population_clip_loss_n(
+    n: torch.Tensor, mixture_v: GaussianMixture, mixture_t: GaussianMixture, n_quadrature: int = 40
+) -> torch.Tensor:
+    r"""Population CLIP loss as a function of :math:`N = A_VA_T^\top\in\mathbb R^{d_V\times d_T}` (convex).
+
+    .. math::
+        \mathcal L_{\mathrm{clip}}(N) = -2\sum_kw_k\mu_{V,k}^\top N\mu_{T,k}
+          + \mathbb E_{x_V}\log\mathbb E_{y_T}e^{x_V^\top Ny_T} + \mathbb E_{x_T}\log\mathbb E_{y_V}e^{x_T^\top N^\top y_V},
+
+    each log-partition term being :func:`mixture_log_mgf` at :math:`u = N^\top x_V` (resp.
+    :math:`Nx_T`) averaged by closed forms and :func:`expected_log_sum_exp`.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, different weights, or a mixture
+            without shared covariance.
+    """
+    check_shape("n", n, (mixture_v.dim, mixture_t.dim))
+    check_finite("n", n)
+    _check_clip_pair(mixture_v, mixture_t)
+    w = mixture_v.weights
+    mom_v, mom_t = mixture_moments(mixture_v), mixture_moments(mixture_t)
+    mu_v, mu_t = mixture_v.means, mixture_t.means
+    positive = w @ ((mu_v @ n) * mu_t).sum(1)
+    v_to_t = (0.5 * torch.trace(n @ mom_t["sigma"] @ n.T @ mom_v["s2"])
+              + expected_log_sum_exp(w, mu_t @ n.T @ mu_v.T, mu_t @ n.T @ mom_v["sigma"] @ n @ mu_t.T, n_quadrature))
+    t_to_v = (0.5 * torch.trace(n.T @ mom_v["sigma"] @ n @ mom_t["s2"])
+              + expected_log_sum_exp(w, mu_v @ n @ mu_t.T, mu_v @ n @ mom_t["sigma"] @ n.T @ mu_v.T, n_quadrature))
+    return -2 * positive + v_to_t + t_to_v
 
 
 def population_clip_loss(
@@ -358,16 +553,7 @@ def population_clip_loss(
           -\mathbb E\log\frac{e^{x_T^\top A_TA_V^\top x_V}}{\mathbb E_{y}e^{x_T^\top A_TA_V^\top y_V}}
 
     (Bansal et al. 2024, CLIP slide and Theorem 5.2, with :math:`f_V(x) = A_V^\top x`,
-    :math:`f_T(x) = A_T^\top x`). With :math:`\nu_{V,k} = A_V^\top\mu_{V,k}`,
-    :math:`C_V = A_V^\top\Sigma_VA_V` (and likewise for T), the positive term is
-    :math:`-2\sum_k w_k\nu_{V,k}^\top\nu_{T,k}` and each log-partition term is
-    :func:`expected_log_mgf` with :math:`(m, C, Q, \nu) = (\nu_V, C_V, C_T, \nu_T)` and
-    :math:`(\nu_T, C_T, C_V, \nu_V)`.
-
-    Args:
-        a_v, a_t: ``(d_V, r)`` and ``(d_T, r)`` matrices.
-        mixture_v, mixture_t: shared-covariance mixtures with the same weights.
-        n_quadrature: Gauss–Hermite points per dimension.
+    :math:`f_T(x) = A_T^\top x`): :func:`population_clip_loss_n` at :math:`N = A_VA_T^\top`.
 
     Raises:
         ValueError: naming the argument, for wrong shapes, different weights or ranks, or a mixture
@@ -377,18 +563,367 @@ def population_clip_loss(
     check_shape("a_t", a_t, (mixture_t.dim, a_v.shape[1]))
     check_finite("a_v", a_v)
     check_finite("a_t", a_t)
-    if mixture_v.n_components != mixture_t.n_components or not torch.allclose(mixture_v.weights, mixture_t.weights):
-        raise ValueError("mixture_t must have the same weights as mixture_v (paired components)")
-    sigma_v, sigma_t = _shared_sigma(mixture_v, "mixture_v"), _shared_sigma(mixture_t, "mixture_t")
-    w = mixture_v.weights
-    nu_v, nu_t = mixture_v.means @ a_v, mixture_t.means @ a_t
-    c_v, c_t = a_v.T @ sigma_v @ a_v, a_t.T @ sigma_t @ a_t
-    positive = w @ (nu_v * nu_t).sum(1)
-    return (
-        -2 * positive
-        + expected_log_mgf(w, nu_v, c_v, c_t, nu_t, n_quadrature)
-        + expected_log_mgf(w, nu_t, c_t, c_v, nu_v, n_quadrature)
-    )
+    return population_clip_loss_n(a_v @ a_t.T, mixture_v, mixture_t, n_quadrature)
+
+
+# --------------------------------------------------------------------------------------------
+# Second-order methods in M (PSD cone) and N (unconstrained)
+# --------------------------------------------------------------------------------------------
+
+
+def _log_sum_exp_cumulants(weights: torch.Tensor, t: torch.Tensor, node_weights: torch.Tensor):
+    """Quadrature averages of the derivatives 1-4 of l(t) = log(w_1 + sum_{k>=2} w_k e^{t_k}).
+
+    ``t``: (J, P, K-1) nodes of J Gaussians, ``node_weights``: (P,). l is the cumulant-generating
+    function of the one-hot vector X (categories 2..K) under p = softmax(log w + (0, t)), so its
+    n-th derivative at a node is the n-th cumulant of X under p there. Returns the node averages
+    (J, K-1), (J, K-1, K-1), (J, K-1, K-1, K-1), (J, K-1, K-1, K-1, K-1). Batched products only.
+    """
+    j, n_nodes, k1 = t.shape
+    logits = torch.cat([torch.log(weights[:1]).expand(j, n_nodes, 1), torch.log(weights[1:]) + t], dim=-1)
+    p_all = torch.softmax(logits, dim=-1)  # (J, P, K)
+    p = p_all[..., 1:]
+    onehot = torch.cat([torch.zeros(1, k1, dtype=t.dtype, device=t.device),
+                        torch.eye(k1, dtype=t.dtype, device=t.device)])  # (K, K-1)
+    y = onehot - p.unsqueeze(-2)  # (J, P, K, K-1): X - p for each category
+    yy = (y.unsqueeze(-1) * y.unsqueeze(-2)).reshape(j, n_nodes, k1 + 1, k1 * k1)
+    wp = (node_weights[:, None] * p_all).reshape(j, n_nodes * (k1 + 1), 1)  # quadrature x category weights
+    y_flat = y.reshape(j, n_nodes * (k1 + 1), k1)
+    yy_flat = yy.reshape(j, n_nodes * (k1 + 1), k1 * k1)
+    e1 = torch.einsum("p,jpa->ja", node_weights, p)
+    c2 = torch.einsum("jpc,jpcn->jpn", p_all, yy)  # per-node covariance, flattened (J, P, (K-1)^2)
+    e2 = torch.einsum("p,jpn->jn", node_weights, c2)
+    e3 = (wp * yy_flat).transpose(1, 2) @ y_flat  # (J, (K-1)^2, K-1)
+    m4 = (wp * yy_flat).transpose(1, 2) @ yy_flat  # (J, (K-1)^2, (K-1)^2)
+    c2c2 = (node_weights[None, :, None] * c2).transpose(1, 2) @ c2  # E[c2 (x) c2], pairing (ab)(de)
+    c2c2 = c2c2.reshape(j, k1, k1, k1, k1)
+    e4 = m4.reshape(j, k1, k1, k1, k1) - c2c2 - c2c2.permute(0, 1, 3, 2, 4) - c2c2.permute(0, 1, 3, 4, 2)
+    return e1, e2.reshape(j, k1, k1), e3.reshape(j, k1, k1, k1), e4
+
+
+def _phi_directional(weights, g, h, n_quadrature, dg, dh, d2h):
+    """Gradient pairing and Hessian Gram matrix of expected_log_sum_exp along directions.
+
+    ``dg``, ``dh``: (q, K, K) first derivatives of G and H along q directions; ``d2h``: a function
+    (i, j) -> second derivative of H, given as the (q, q, K, K) tensor. Gaussian expectations of
+    l(c + L xi) differentiate by Price's theorem: d/dc -> E l', d/dS -> E l''/2, and so on.
+    """
+    k = weights.shape[0]
+    h = 0.5 * (h + h.T)
+    cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
+    jitter = 1e-14 * (torch.diagonal(cov).mean().abs() + torch.finfo(cov.dtype).tiny)
+    chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
+    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
+    centres = (g[1:] - g[:1]).T  # (K, K-1)
+    t = centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
+    e1, e2, e3, e4 = _log_sum_exp_cumulants(weights, t, node_weights)
+    dc = (dg[:, 1:, :] - dg[:, :1, :]).transpose(1, 2)  # (q, K(j), K-1)
+
+    def to_s(x):  # K x K symmetric perturbation of H -> (K-1) x (K-1) perturbation of S
+        x = 0.5 * (x + x.transpose(-1, -2))
+        return x[..., 1:, 1:] - x[..., 1:, :1] - x[..., :1, 1:] + x[..., :1, :1]
+
+    ds = to_s(dh)  # (q, K-1, K-1)
+    grad = (weights @ dg[:, 0, :].T) + torch.einsum("j,qja,ja->q", weights, dc, e1)
+    e2_bar = torch.einsum("j,jab->ab", weights, e2)
+    grad = grad + 0.5 * torch.einsum("qab,ab->q", ds, e2_bar)
+    hess = torch.einsum("j,pja,jab,qjb->pq", weights, dc, e2, dc)
+    cross = 0.5 * torch.einsum("j,pja,jabd,qbd->pq", weights, dc, e3, ds)
+    hess = hess + cross + cross.T
+    hess = hess + 0.25 * torch.einsum("pab,abde,qde->pq", ds, torch.einsum("j,jabde->abde", weights, e4), ds)
+    hess = hess + 0.5 * torch.einsum("pqab,ab->pq", to_s(d2h), e2_bar)
+    return grad, hess
+
+
+def _symmetric_basis(d: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Orthonormal basis (p, d, d) of symmetric d x d matrices, p = d(d+1)/2."""
+    rows, cols = torch.triu_indices(d, d, device=device)
+    basis = torch.zeros(rows.numel(), d, d, dtype=dtype, device=device)
+    idx = torch.arange(rows.numel(), device=device)
+    scale = torch.where(rows == cols, 1.0, 1.0 / math.sqrt(2.0)).to(dtype)
+    basis[idx, rows, cols] = scale
+    basis[idx, cols, rows] = scale
+    return basis
+
+
+def _info_nce_derivatives(m: torch.Tensor, mixture: GaussianMixture, delta: float, n_quadrature: int,
+                          directions: torch.Tensor | None):
+    """Value, gradient Z (d, d) and, for symmetric ``directions`` (q, d, d), the Hessian Gram matrix (q, q).
+
+    Analytic: the smooth part is linear plus quadratic in M; G = mu M mu^T is linear and
+    H = mu M Sigma M mu^T quadratic in M, and the derivatives of expected_log_sum_exp in (G, H)
+    are Gaussian expectations of the cumulants of a categorical distribution (Price's theorem).
+    """
+    mom = mixture_moments(mixture)
+    sigma, s2, mu = mom["sigma"], mom["s2"], mixture.means
+    m_var = m.detach().clone().requires_grad_(True)
+    value = population_info_nce_m(m_var, mixture, delta, n_quadrature)
+    (z,) = torch.autograd.grad(value, m_var)
+    z = 0.5 * (z + z.T)
+    if directions is None:
+        return float(value.detach()), z, None
+    e = directions
+    k = mixture.n_components
+    dg = torch.einsum("ka,qab,jb->qkj", mu, e, mu)
+    e_sigma = e @ sigma
+    e_sigma_m = e_sigma @ m
+    dh = torch.einsum("ka,qab,jb->qkj", mu, e_sigma_m + e_sigma_m.transpose(1, 2), mu)
+    quad = torch.einsum("pab,qba->pq", e_sigma, e @ s2)  # tr(E_p Sigma E_q S2)
+    hess = 0.5 * (quad + quad.T)
+    if k > 1:
+        mu_e = torch.einsum("ka,qab->qkb", mu, e)  # (q, K, d): mu E_q
+        mu_e_sigma = mu_e @ sigma
+        d2h = torch.einsum("pka,qja->pqkj", mu_e_sigma, mu_e)  # mu E_p Sigma E_q mu^T
+        d2h = d2h + d2h.transpose(0, 1)
+        _, phi_hess = _phi_directional(mixture.weights, mu @ m @ mu.T, mu @ m @ sigma @ m @ mu.T, n_quadrature,
+                                       dg, dh, d2h)
+        hess = hess + phi_hess
+    return float(value.detach()), z, 0.5 * (hess + hess.T)
+
+
+@dataclass(frozen=True)
+class PSDMinimiser:
+    r"""Result of :func:`minimize_info_nce_psd`: the minimiser :math:`M^* = A^*A^{*\top}` and its certificate.
+
+    ``a`` is the ``(d, rank)`` factor (``a @ a.T`` is :math:`M^*`); ``value`` the loss there;
+    ``gradient`` the symmetric gradient :math:`Z = \nabla\mathcal L(M^*)`; ``barrier_eigenvalues``
+    the eigenvalues of the last interior-point iterate (descending) from which the rank was read;
+    ``newton_history`` the largest gradient entry of the factor after each face-Newton step.
+    """
+
+    a: torch.Tensor
+    value: float
+    gradient: torch.Tensor
+    rank: int
+    barrier_eigenvalues: torch.Tensor
+    interior_newton_steps: int
+    newton_history: tuple[float, ...]
+
+    @property
+    def m(self) -> torch.Tensor:
+        return self.a @ self.a.T
+
+
+def _face_newton(loss_and_derivs, value_of, a0: torch.Tensor, max_steps: int, gtol: float, rcond: float):
+    """Newton on the factor A (d, m) of a fixed-rank M = A A^T, pseudo-inverse for the O(m) gauge.
+
+    Saddle-free (|eigenvalues| of the Hessian) with a backtracking line search on the loss, so every
+    accepted step is a descent step; near the minimiser full steps are taken (quadratic convergence).
+    """
+    d, m = a0.shape
+    a = a0.clone()
+    eye_m = torch.eye(m, dtype=a.dtype, device=a.device)
+    units = torch.eye(d * m, dtype=a.dtype, device=a.device).reshape(d * m, d, m)
+    history: list[float] = []
+    best = None
+    for _ in range(max_steps + 1):
+        dirs = units @ a.T  # dA_i A^T, (dm, d, d)
+        dirs = dirs + dirs.transpose(1, 2)
+        value, z, hess_m = loss_and_derivs(a @ a.T, dirs)
+        grad = (2 * z @ a).reshape(-1)
+        score = float(grad.abs().max())
+        if best is None or score < best[0]:
+            best = (score, a.clone(), value, z)
+        history.append(score)
+        if score < gtol or len(history) > max_steps:
+            break
+        if len(history) - 1 - history.index(min(history)) >= 3:  # three steps without progress: round-off
+            break
+        hess = hess_m + 2 * torch.kron(z, eye_m)
+        evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
+        # |eigenvalues| (saddle-free Newton): a descent direction even near a saddle of the
+        # factorised problem (a column at zero along a direction of negative curvature).
+        keep = evals.abs() > rcond * evals.abs().max()
+        step = (evecs[:, keep] @ ((evecs[:, keep].T @ grad) / evals[keep].abs())).reshape(d, m)
+        s, slack = 1.0, 64 * torch.finfo(a.dtype).eps * max(1.0, abs(value))
+        while s > 1e-6 and not value_of(a - s * step) <= value + slack:
+            s *= 0.5
+        a = a - s * step
+    return best, history
+
+
+def minimize_info_nce_psd(
+    mixture: GaussianMixture,
+    delta: float,
+    n_quadrature: int = 40,
+    *,
+    barriers: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8),
+    rank_ratio: float = 3.0,
+    newton_steps: int = 12,
+    gtol: float = 1e-15,
+    rcond: float = 1e-11,
+    escape_tol: float = 1e-10,
+) -> PSDMinimiser:
+    r"""Minimise the convex :func:`population_info_nce_m` over the PSD cone, then factor the minimiser.
+
+    1. *Interior point.* Damped Newton (backtracking line search that keeps :math:`M\succ0`) on
+       :math:`\mathcal L(M) - t\log\det M` over symmetric :math:`M`, for each barrier weight
+       :math:`t` in ``barriers`` (decreasing), warm-started. Exact Hessians: analytic for the
+       closed-form parts; the log-sum-exp term differentiates by Price's theorem (Gaussian
+       expectations of the cumulants of a categorical distribution), so no autograd Hessian is
+       needed. At the barrier's minimiser an eigenvalue of :math:`M` in a direction the optimum
+       uses stays of order one as :math:`t\to0`, one in a direction where the loss rises to first
+       order is of order :math:`t`, and one where it rises only to second order is of order
+       :math:`\sqrt t`. The rank of :math:`M^*` is read off as the number of eigenvalues that
+       shrink by less than ``rank_ratio`` between the last two barrier weights.
+    2. *Newton on the face.* With that rank :math:`m`, Newton on the factor :math:`A\in\mathbb R^{d\times m}`
+       of :math:`M = AA^\top` (the face of the cone through :math:`M^*`, locally non-degenerate up
+       to the rotations :math:`A\mapsto AQ`, dropped by a pseudo-inverse with ``rcond``) converges
+       quadratically to round-off (largest gradient entry below ``gtol``, or no progress for three
+       steps). The iterate with the smallest gradient is returned.
+
+    Optimality is *not* assumed: check it with :func:`psd_kkt_certificate`.
+
+    Raises:
+        ValueError: for ``delta`` outside ``[0, 1]``, barriers that are not positive and
+            decreasing (at least two), or non-positive tolerances.
+    """
+    delta = _check_delta(delta)
+    if len(barriers) < 2 or any(b <= 0 for b in barriers) or any(b1 <= b2 for b1, b2 in zip(barriers, barriers[1:])):
+        raise ValueError(f"barriers must be at least two positive, decreasing weights, got {barriers!r}")
+    for name, value in (("gtol", gtol), ("rcond", rcond)):
+        check_positive(name, value)
+    if not rank_ratio > 1:
+        raise ValueError(f"rank_ratio must be > 1, got {rank_ratio}")
+    d, dtype, device = mixture.dim, mixture.dtype, mixture.device
+    basis = _symmetric_basis(d, dtype, device)
+
+    def derivs(m_mat: torch.Tensor, dirs: torch.Tensor | None):
+        return _info_nce_derivatives(m_mat, mixture, delta, n_quadrature, dirs)
+
+    def value_only(m_mat: torch.Tensor) -> float:
+        return float(population_info_nce_m(m_mat, mixture, delta, n_quadrature))
+
+    def barrier_value(m_mat: torch.Tensor, t: float) -> float:
+        chol, info = torch.linalg.cholesky_ex(m_mat)
+        if int(info) != 0:
+            return math.inf
+        return float(population_info_nce_m(m_mat, mixture, delta, n_quadrature)) - 2 * t * float(
+            torch.log(torch.diagonal(chol)).sum())
+
+    # Natural scales from the small-delta term M_1 (M* ~ delta M_1, L(M*) ~ -delta^2 tr(M_1 B_c) / 2):
+    # the start is of the size of M*, the barrier weights are relative to the size of the loss.
+    m1 = small_delta_leading_term(mixture)
+    mom = mixture_moments(mixture)
+    size = max(delta, 1e-3)
+    loss_scale = size**2 * abs(float(torch.trace(m1 @ mom["b_c"])))
+    m = (size * abs(float(torch.trace(m1))) / d) * torch.eye(d, dtype=dtype, device=device)
+    steps = 0
+    spectra = []
+    for t in (b * loss_scale for b in barriers):
+        for _ in range(40):
+            value, z, hess = derivs(m, basis)
+            m_inv = torch.cholesky_inverse(torch.linalg.cholesky(m))
+            grad = torch.einsum("qab,ab->q", basis, z - t * m_inv)
+            inv_e = m_inv @ basis
+            hess = hess + t * torch.einsum("pab,qba->pq", inv_e, inv_e)
+            step = -torch.linalg.solve(hess, grad)
+            decrement = float(-(grad @ step))
+            if decrement < 1e-20 * max(1.0, abs(value)):
+                break
+            direction = torch.einsum("q,qab->ab", step, basis)
+            f0, s = barrier_value(m, t), 1.0
+            while s > 1e-12 and not barrier_value(m + s * direction, t) <= f0 - 0.25 * s * decrement:
+                s *= 0.5
+            if s <= 1e-12:  # no acceptable step: solved to round-off
+                break
+            m = m + s * direction
+            m = 0.5 * (m + m.T)
+            steps += 1
+            if s == 1.0 and decrement < 1e-10 * max(1.0, abs(value)):  # quadratic phase: one more step suffices
+                break
+        spectra.append(torch.linalg.eigh(m))
+    (evals_prev, _), (evals, evecs) = spectra[-2], spectra[-1]
+    evals, evecs, evals_prev = evals.flip(0), evecs.flip(1), evals_prev.flip(0)
+    rank = int((evals_prev / evals < rank_ratio).sum())
+    a = evecs[:, :rank] * evals[:rank].sqrt()
+    history: list[float] = []
+    scale = float(mixture.weights @ mixture.means.pow(2).sum(1))  # tr(sum_k w_k mu_k mu_k^T) >= |grad L(0)|
+    while True:
+        (score, a, value, z), part = _face_newton(derivs, lambda a_: value_only(a_ @ a_.T), a, newton_steps,
+                                                  gtol, rcond)
+        history.extend(part)
+        lam, vecs = torch.linalg.eigh(z)
+        if float(lam[0]) >= -escape_tol * scale or a.shape[1] >= d:
+            break
+        # Z has a negative eigenvalue: the rank read from the barrier path was too small (a used
+        # eigenvalue below the barrier's resolution). Add that direction at its 1-D Newton size.
+        v = vecs[:, :1]
+        _, _, curvature = derivs(a @ a.T, (v @ v.T).unsqueeze(0))
+        size = -float(lam[0]) / float(curvature[0, 0])
+        a = torch.cat([a, math.sqrt(size) * v], dim=1)
+    return PSDMinimiser(a, value, z, a.shape[1], evals, steps, tuple(history))
+
+
+def psd_kkt_certificate(gradient: torch.Tensor, a: torch.Tensor) -> dict[str, float]:
+    r"""KKT quantities of a candidate minimiser :math:`M = AA^\top` of a convex function on the PSD cone.
+
+    With :math:`Z = \nabla\mathcal L(M)` (symmetric), :math:`M` is optimal iff :math:`Z\succeq0` and
+    :math:`ZM = 0`; for a convex :math:`\mathcal L` and any :math:`M'\succeq0`,
+    :math:`\mathcal L(M')\ge\mathcal L(M) + \lambda_{\min}(Z)\operatorname{tr}M' - \langle Z, M\rangle`.
+    Returns ``min_eig`` (:math:`\lambda_{\min}(Z)`), ``complementarity``
+    (:math:`\|ZM\|_F/\|M\|_F`), ``inner`` (:math:`|\langle Z, M\rangle|`) and ``slack``, the smallest
+    eigenvalue of :math:`Z` on :math:`\mathrm{Col}(M)^\perp` (positive: strict complementarity).
+    """
+    check_matrix("gradient", gradient)
+    check_matrix("a", a)
+    z = 0.5 * (gradient + gradient.T)
+    m = a @ a.T
+    q, _ = torch.linalg.qr(a, mode="complete")
+    rest = q[:, a.shape[1]:]
+    slack = float(torch.linalg.eigvalsh(rest.T @ z @ rest)[0]) if rest.shape[1] else math.inf
+    return {
+        "min_eig": float(torch.linalg.eigvalsh(z)[0]),
+        "complementarity": float((z @ m).norm() / m.norm()),
+        "inner": float((z * m).sum().abs()),
+        "slack": slack,
+    }
+
+
+def minimize_clip_n(
+    mixture_v: GaussianMixture,
+    mixture_t: GaussianMixture,
+    n_quadrature: int = 40,
+    *,
+    max_steps: int = 60,
+    gtol: float = 1e-14,
+) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    r"""Minimise the convex :func:`population_clip_loss_n` over :math:`N\in\mathbb R^{d_V\times d_T}` by damped Newton.
+
+    Unconstrained (no cone), strictly convex: Newton with a backtracking line search from a small
+    multiple of :math:`\sum_kw_k\mu_{V,k}\mu_{T,k}^\top` converges quadratically. Autograd Hessian (:math:`d_Vd_T` variables). Returns ``(n, gradient, history)``
+    with the largest gradient entry after each step; stops below ``gtol`` or after three steps
+    without progress (round-off).
+    """
+    check_positive("gtol", gtol)
+    dv, dt = mixture_v.dim, mixture_t.dim
+
+    def f(flat: torch.Tensor) -> torch.Tensor:
+        return population_clip_loss_n(flat.reshape(dv, dt), mixture_v, mixture_t, n_quadrature)
+
+    # Start on the attraction direction sum_k w_k mu_Vk mu_Tk^T (N = 0 would make the covariance of
+    # the log-sum-exp arguments vanish, where its Cholesky factor is not differentiable).
+    start = torch.einsum("k,ki,kj->ij", mixture_v.weights, mixture_v.means, mixture_t.means)
+    x = (0.1 * start / start.norm()).reshape(-1)
+    history: list[float] = []
+    best = None
+    for _ in range(max_steps):
+        xv = x.clone().requires_grad_(True)
+        value = f(xv)
+        (grad,) = torch.autograd.grad(value, xv, create_graph=True)
+        score = float(grad.detach().abs().max())
+        history.append(score)
+        if best is None or score < best[0]:
+            best = (score, x.clone(), grad.detach())
+        if score < gtol or len(history) - 1 - history.index(min(history)) >= 3:
+            break
+        hess = torch.stack([torch.autograd.grad(grad[i], xv, retain_graph=True)[0] for i in range(x.numel())])
+        step = -torch.linalg.solve(0.5 * (hess + hess.T), grad.detach())
+        s, f0, slope = 1.0, float(value.detach()), float(grad.detach() @ step)
+        while s > 1e-10 and float(f(x + s * step)) > f0 + 0.25 * s * slope:
+            s *= 0.5
+        x = x + s * step
+    return best[1].reshape(dv, dt), best[2].reshape(dv, dt), history
 
 
 def minimize_population_loss(
@@ -564,7 +1099,8 @@ def train_pair_info_nce_minibatch(
     x_hat = x_hat.to(dtype=a0.dtype, device=a0.device)
     a = a0.detach().clone()
     # Adam's moment estimates (Kingma & Ba 2015, Algorithm 1, default betas and epsilon), written
-    # out: importing torch.optim pulls in torch._dynamo, about a second on a 2-core machine.
+    # out: importing torch.optim is cheap, but constructing torch.optim.Adam loads torch._dynamo,
+    # about a second on a 2-core machine.
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     m, v = torch.zeros_like(a), torch.zeros_like(a)
     starts = [s for s in range(0, n, batch_size) if n - s >= (batch_size if drop_last else 2)]

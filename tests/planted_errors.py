@@ -125,7 +125,81 @@ PLANTED_02: list[PlantedError] = []
 # --------------------------------------------------------------------------------------------
 # 03 Fisher subspace
 # --------------------------------------------------------------------------------------------
-PLANTED_03: list[PlantedError] = []
+def _fisher_without_sigma_inverse(original: Callable[..., Any]) -> Callable[..., Any]:
+    """S_F = span{mu_k} instead of span{Sigma^-1 mu_k}: the covariance is replaced by I."""
+
+    @functools.wraps(original)
+    def wrong(weights: Any, means: Any, cov: Any, **kwargs: Any) -> Any:
+        import torch
+
+        eye = torch.eye(means.shape[1], dtype=means.dtype, device=means.device)
+        return original(weights, means, eye, **kwargs)
+
+    return wrong
+
+
+def _log_mgf_full_quadratic(original: Callable[..., Any]) -> Callable[..., Any]:
+    """log E e^{u.y} with u^T Sigma u instead of u^T Sigma u / 2 (a factor 2 in the closed form)."""
+
+    @functools.wraps(original)
+    def wrong(u: Any, weights: Any, means: Any, sigma: Any) -> Any:
+        if getattr(u, "is_Matrix", False):  # SymPy column vector
+            extra = (u.T @ sigma @ u)[0, 0] / 2
+        else:
+            extra = 0.5 * ((u @ sigma) * u).sum(-1)
+        return original(u, weights, means, sigma) + extra
+
+    return wrong
+
+
+def _uncentred_scatter(original: Callable[..., Any]) -> Callable[..., Any]:
+    """B_c = sum_k w_k mu_k mu_k^T: the centring by the overall mean is dropped."""
+
+    @functools.wraps(original)
+    def wrong(weights: Any, means: Any) -> Any:
+        from clkit.fisher import _outer, _weighted_sum
+
+        mean = _weighted_sum(list(weights), list(means))
+        return original(weights, means) + _outer(mean, mean)
+
+    return wrong
+
+
+def _gradient_sign(original: Callable[..., Any]) -> Callable[..., Any]:
+    """grad q(N) = (Sigma_tot N S2 + S2 N Sigma_tot)/2 + B_c: the sign of the linear term flipped."""
+
+    @functools.wraps(original)
+    def wrong(n: Any, sigma_tot: Any, s2: Any, b_c: Any) -> Any:
+        return original(n, sigma_tot, s2, b_c) + 2 * b_c
+
+    return wrong
+
+
+PLANTED_03: list[PlantedError] = [
+    PlantedError(id="03-fisher-subspace-without-sigma-inverse", chapter="03_fisher_subspace",
+                 target="clkit.fisher.fisher_subspace",
+                 description="wrong subspace: span{mu_k} instead of span{Sigma^-1 mu_k}",
+                 make=_fisher_without_sigma_inverse),
+    PlantedError(id="03-attraction-3pct", chapter="03_fisher_subspace",
+                 target="clkit.fisher.attraction_term",
+                 description="attraction term E[x^T M x_hat] 3 % too large", make=scaled(1.03)),
+    PlantedError(id="03-log-mgf-factor-2", chapter="03_fisher_subspace",
+                 target="clkit.fisher.mixture_log_mgf",
+                 description="log-MGF of the mixture with u^T Sigma u instead of u^T Sigma u / 2",
+                 make=_log_mgf_full_quadratic),
+    PlantedError(id="03-between-class-scatter-uncentred", chapter="03_fisher_subspace",
+                 target="clkit.fisher.between_class_scatter",
+                 description="between-class scatter without centring (sum_k w_k mu_k mu_k^T)",
+                 make=_uncentred_scatter),
+    PlantedError(id="03-small-delta-gradient-sign", chapter="03_fisher_subspace",
+                 target="clkit.fisher.small_delta_gradient",
+                 description="first-order condition of the small-delta expansion with +B_c",
+                 make=_gradient_sign),
+    PlantedError(id="03-centred-m1-5pct", chapter="03_fisher_subspace",
+                 target="clkit.fisher.centred_small_delta_term",
+                 description="centred leading term Sigma_tot^-1 B_c Sigma_tot^-1 5 % too large",
+                 make=scaled(1.05)),
+]
 
 # --------------------------------------------------------------------------------------------
 # 04 alpha-CL

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -158,15 +159,215 @@ def test_population_loss_gradient_matches_finite_differences():
         assert abs(float(fd) - float(grad[i, j])) < 1e-7
 
 
+def _brute_force_loss(a: torch.Tensor, mix: clkit.GaussianMixture, delta: float, n: int) -> torch.Tensor:
+    """Population InfoNCE by a tensor Gauss-Hermite rule over all r coordinates of z = A^T x (no reduction)."""
+    r = a.shape[1]
+    nu, c = mix.means @ a, a.T @ mix.covariances[0] @ a
+    nodes, weights = clkit.gauss_hermite_grid(r, n)
+    chol = torch.linalg.cholesky(c + 1e-300 * torch.eye(r, dtype=F64))
+    total = 0.0
+    for j in range(mix.n_components):
+        z = nu[j] + nodes @ chol.T
+        values = 0.5 * ((z @ c) * z).sum(1) + torch.logsumexp(torch.log(mix.weights) + z @ nu.T, dim=1)
+        total = total + mix.weights[j] * (weights @ values)
+    nu_bar = mix.weights @ nu
+    positive = delta * (mix.weights @ nu.pow(2).sum(1)) + (1 - delta) * nu_bar.pow(2).sum()
+    return total - positive
+
+
+def test_population_loss_with_four_components_matches_brute_force_rule():
+    # K = 4: the chapter's 3-D reduced rule against a 3-D rule over z itself (r = 3), all nodes.
+    mix = _mixture(k=4, d=5, seed=30)
+    a = 0.25 * torch.randn(5, 3, generator=torch.Generator().manual_seed(31), dtype=F64)
+    reduced = float(clkit.population_pair_info_nce(a, mix, 0.6, 24))
+    brute = float(_brute_force_loss(a, mix, 0.6, 36))
+    assert abs(reduced - brute) < 1e-9
+
+
 def test_minimiser_lies_in_the_fisher_subspace():
-    mix = _mixture(k=2, d=4, seed=13, centred=True)
-    a0 = 0.3 * torch.randn(4, 2, generator=torch.Generator().manual_seed(14), dtype=F64)
-    (a,), result = clkit.minimize_population_loss(
-        lambda a: clkit.population_pair_info_nce(a, mix, 1.0, 24), (a0,), newton_steps=30
-    )
+    # Independent of the chapter's code path: a brute-force r-dimensional loss written here,
+    # minimised over A with r = dim S_F by scipy's L-BFGS; then compared with S_F and with the
+    # PSD-cone Newton solver of clkit.
+    mix = _mixture(k=3, d=4, seed=13, centred=True)
     basis = clkit.fisher_subspace(mix.weights, mix.means, mix.covariances[0])
-    assert float(clkit.energy_outside(a, basis)) < 1e-8
-    assert clkit.numerical_rank(a, 1e-3) == basis.shape[1] == 1
+    assert basis.shape[1] == 2
+
+    def value_and_grad(flat):
+        a = torch.tensor(flat, dtype=F64).reshape(4, 2).requires_grad_(True)
+        value = _brute_force_loss(a, mix, 1.0, 30)
+        (grad,) = torch.autograd.grad(value, a)
+        return float(value), grad.reshape(-1).numpy()
+
+    x0 = 0.3 * np.random.default_rng(14).standard_normal(8)
+    res = scipy.optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B",
+                                  options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 5000})
+    assert np.abs(res.jac).max() < 1e-7  # the optimiser succeeded before we use its answer
+    a_lbfgs = torch.tensor(res.x, dtype=F64).reshape(4, 2)
+    assert float(clkit.principal_angles(a_lbfgs, basis).max()) < 1e-6
+    sol = clkit.minimize_info_nce_psd(mix, 1.0, 30)
+    assert sol.rank == 2
+    assert float(clkit.principal_angles(sol.a, basis).max()) < 1e-12
+    m_lbfgs = a_lbfgs @ a_lbfgs.T
+    assert float((m_lbfgs - sol.m).norm() / sol.m.norm()) < 1e-6
+
+
+def test_kkt_certificate_accepts_the_minimiser_and_rejects_a_rescaled_one():
+    mix = _mixture(k=2, d=4, seed=32)
+    sol = clkit.minimize_info_nce_psd(mix, 0.8, 30)
+    cert = clkit.psd_kkt_certificate(sol.gradient, sol.a)
+    assert cert["min_eig"] > -1e-12 and cert["complementarity"] < 1e-12
+    a_wrong = 1.1 * sol.a.clone().requires_grad_(True)
+    m_wrong = (a_wrong @ a_wrong.T).detach().requires_grad_(True)
+    (z_wrong,) = torch.autograd.grad(clkit.population_info_nce_m(m_wrong, mix, 0.8, 30), m_wrong)
+    assert clkit.psd_kkt_certificate(z_wrong, a_wrong.detach())["complementarity"] > 1e-3
+
+
+def test_kkt_certificate_on_an_explicit_pair():
+    # Z = diag(0, 0, 2) is PSD and annihilates A = [e1, e2]: optimal; slack 2 on the complement.
+    z = torch.diag(torch.tensor([0.0, 0.0, 2.0], dtype=F64))
+    a = torch.eye(3, dtype=F64)[:, :2]
+    cert = clkit.psd_kkt_certificate(z, a)
+    assert cert["min_eig"] == 0.0 and cert["complementarity"] == 0.0 and abs(cert["slack"] - 2) < 1e-15
+    z_bad = torch.diag(torch.tensor([0.0, -1.0, 2.0], dtype=F64))
+    assert clkit.psd_kkt_certificate(z_bad, a)["min_eig"] == -1.0
+
+
+def test_analytic_hessian_matches_autograd():
+    from clkit.fisher import _info_nce_derivatives, _symmetric_basis
+
+    mix = _mixture(k=3, d=3, seed=33)
+    m = 0.05 * torch.eye(3, dtype=F64) + 0.02 * torch.ones(3, 3, dtype=F64)
+    basis = _symmetric_basis(3, F64, "cpu")
+    _, z, hess = _info_nce_derivatives(m, mix, 0.7, 40, basis)
+
+    def f(c):
+        return clkit.population_info_nce_m(m + torch.einsum("q,qab->ab", c, basis), mix, 0.7, 40)
+
+    c0 = torch.zeros(basis.shape[0], dtype=F64)
+    np.testing.assert_allclose(hess.numpy(), torch.autograd.functional.hessian(f, c0).numpy(), atol=1e-9)
+    np.testing.assert_allclose(torch.einsum("qab,ab->q", basis, z).numpy(),
+                               torch.autograd.functional.jacobian(f, c0).numpy(), atol=1e-12)
+
+
+def _symmetric_counter_example() -> clkit.GaussianMixture:
+    means = torch.tensor([[1.5, 1.2, 0.0], [-1.5, 1.2, 0.0]], dtype=F64)
+    return clkit.GaussianMixture(torch.tensor([0.5, 0.5], dtype=F64), means, torch.eye(3, dtype=F64))
+
+
+def test_counter_example_minimiser_has_rank_one_and_the_one_dimensional_size():
+    mix = _symmetric_counter_example()
+    assert clkit.fisher_subspace(mix.weights, mix.means, mix.covariances[0]).shape[1] == 2
+    sol = clkit.minimize_info_nce_psd(mix, 1.0, 30)
+    assert sol.rank == 1
+    assert clkit.psd_kkt_certificate(sol.gradient, sol.a)["min_eig"] > -1e-13
+    # independent: alpha* from the derivative of -s^2 a + (1 + s^2) a^2 / 2 + E log cosh(a s (s + xi))
+    xi, w = np.polynomial.hermite.hermgauss(80)
+    xi, w = np.sqrt(2) * xi, w / np.sqrt(np.pi)
+    s2 = 1.5**2
+    slope = np.sqrt(s2) * (np.sqrt(s2) + xi)
+    alpha = scipy.optimize.brentq(lambda a: -s2 + (1 + s2) * a + w @ (slope * np.tanh(a * slope)), 1e-9, 5.0,
+                                  xtol=1e-15)
+    assert abs(float(torch.linalg.svdvals(sol.a)[0] ** 2) - alpha) < 1e-10
+
+
+def test_inclusion_lemma_removing_the_oblique_outside_part_lowers_the_loss():
+    mix = _mixture(k=2, d=5, seed=34)
+    sigma_inv_mu = torch.linalg.solve(mix.covariances[0], mix.means.T)
+    g = torch.Generator().manual_seed(35)
+    for _ in range(5):
+        a = 0.4 * torch.randn(5, 2, generator=g, dtype=F64)  # r = dim S_F: A_F has full rank
+        coef = torch.linalg.lstsq(mix.means @ sigma_inv_mu, mix.means @ a).solution
+        a_f = sigma_inv_mu @ coef
+        assert torch.allclose(mix.means @ (a - a_f), torch.zeros(2, 2, dtype=F64), atol=1e-12)
+        assert float(_brute_force_loss(a, mix, 0.5, 30)) > float(_brute_force_loss(a_f, mix, 0.5, 30))
+
+
+def test_in_batch_mean_variance_without_replacement_matches_enumeration():
+    # The exact step of the in-batch bias lemma: over all m-subsets of N = n - 1 values, the mean
+    # has variance s^2 / m * (N - m) / (N - 1), s^2 the population variance of the values.
+    import itertools
+
+    values = np.random.default_rng(36).exponential(size=9)
+    big_n, m = values.size, 4
+    means = np.array([values[list(c)].mean() for c in itertools.combinations(range(big_n), m)])
+    s2 = values.var()
+    assert abs(means.var() - s2 / m * (big_n - m) / (big_n - 1)) < 1e-14
+
+
+def test_small_delta_leading_term_solves_the_sylvester_equation_and_is_the_closed_form_when_centred():
+    for centred in (True, False):
+        mix = _mixture(k=3, d=4, seed=37, centred=centred)
+        mom = clkit.mixture_moments(mix)
+        m1 = clkit.small_delta_leading_term(mix)
+        residual = clkit.small_delta_gradient(m1, mom["sigma_tot"], mom["s2"], mom["b_c"])
+        assert float(residual.abs().max()) < 1e-12
+        if centred:
+            closed = clkit.centred_small_delta_term(mom["sigma_tot"], mom["b_c"])
+            assert torch.allclose(m1, closed, atol=1e-12)
+
+
+def test_minimiser_at_small_delta_approaches_delta_times_m1():
+    mix = _mixture(k=2, d=3, seed=38, centred=True)
+    m1 = clkit.small_delta_leading_term(mix)
+    errors = [float((clkit.minimize_info_nce_psd(mix, d, 30).m / d - m1).norm() / m1.norm()) for d in (0.02, 0.01)]
+    assert 1.7 < errors[0] / errors[1] < 2.3
+
+
+def test_closed_forms_accept_sympy_and_agree_with_torch():
+    import sympy as sp
+
+    mix = _mixture(k=3, d=2, seed=39)
+    m = torch.tensor([[0.3, 0.1], [0.1, 0.2]], dtype=F64)
+    u = torch.tensor([0.2, -0.4], dtype=F64)
+    w_s = [sp.Rational(str(float(w))) for w in mix.weights]
+    mu_s = [sp.Matrix([sp.Rational(str(float(v))) for v in row]) for row in mix.means]
+    m_s = sp.Matrix(m.tolist())
+    sigma_s = sp.Matrix(mix.covariances[0].tolist())
+    att = clkit.attraction_term(m, mix.weights, mix.means, 0.3)
+    att_s = clkit.attraction_term(m_s, w_s, mu_s, sp.Rational(3, 10))
+    assert abs(float(att) - float(att_s)) < 1e-12
+    lm = clkit.mixture_log_mgf(u, mix.weights, mix.means, mix.covariances[0])
+    lm_s = clkit.mixture_log_mgf(sp.Matrix(u.tolist()), w_s, mu_s, sigma_s)
+    assert abs(float(lm) - float(lm_s)) < 1e-12
+    bc = clkit.between_class_scatter(mix.weights, mix.means)
+    bc_s = clkit.between_class_scatter(w_s, mu_s)
+    assert np.allclose(bc.numpy(), np.array(bc_s.tolist(), dtype=float), atol=1e-12)
+
+
+def test_clip_newton_in_n_matches_lbfgs_and_lies_in_the_fisher_subspaces():
+    mv, mt = _mixture(k=2, d=3, seed=40), _mixture(k=2, d=3, seed=41)
+    n_star, grad, _ = clkit.minimize_clip_n(mv, mt, 30)
+    assert float(grad.abs().max()) < 1e-12
+    init = (0.1 * torch.ones(3, 3, dtype=F64),)
+    (n_lbfgs,), res = clkit.minimize_population_loss(
+        lambda n: clkit.population_clip_loss_n(n, mv, mt, 30), init, gtol=1e-11)
+    assert np.abs(res.jac).max() < 1e-9  # strictly convex in N: L-BFGS converges too
+    assert float((n_lbfgs - n_star).norm() / n_star.norm()) < 1e-7
+    for mat, mix in ((n_star, mv), (n_star.T, mt)):
+        basis = clkit.fisher_subspace(mix.weights, mix.means, mix.covariances[0])
+        assert float(clkit.principal_angles(mat, basis, rtol=1e-8).max()) < 1e-10
+
+
+def test_clip_loss_fully_sampled_matches_the_closed_form():
+    # Pairs and the y of both denominators sampled; replicates independent.
+    mv, mt = _mixture(k=2, d=3, seed=43), _mixture(k=2, d=2, seed=44)
+    g = torch.Generator().manual_seed(45)
+    a_v, a_t = 0.3 * torch.randn(3, 2, generator=g, dtype=F64), 0.3 * torch.randn(2, 2, generator=g, dtype=F64)
+    gen = _gen(8)
+    replicates = []
+    for _ in range(40):
+        labels = mv.sample_components(200, gen)
+        xv, xt = mv.sample_given(labels, gen), mt.sample_given(labels, gen)
+        yv, _ = mv.sample(5_000, gen)
+        yt, _ = mt.sample(5_000, gen)
+        zv, zt = xv @ a_v, xt @ a_t
+        log_v = torch.logsumexp(zv @ (yt @ a_t).T, dim=1) - math.log(5_000)
+        log_t = torch.logsumexp(zt @ (yv @ a_v).T, dim=1) - math.log(5_000)
+        replicates.append(float((-2 * (zv * zt).sum(1) + log_v + log_t).mean()))
+    estimate = clkit.monte_carlo_mean(torch.tensor(replicates, dtype=F64))
+    theory = float(clkit.population_clip_loss(a_v, a_t, mv, mt, 32))
+    # + 2e-4 bounds the downward bias of log(mean of 5000 exponentials), twice Var/(2 n_y) ~ 1e-5.
+    assert abs(estimate.mean - theory) <= 4 * estimate.stderr + 2e-4
 
 
 def test_clip_loss_is_symmetric_in_the_modalities_and_matches_monte_carlo():
@@ -201,6 +402,10 @@ def test_clip_loss_is_symmetric_in_the_modalities_and_matches_monte_carlo():
         (lambda m: clkit.spectral_subspace(m, 0), "r"),
         (lambda m: clkit.gauss_hermite_grid(-1, 3), "dim"),
         (lambda m: clkit.minimize_population_loss(lambda a: a.sum(), ()), "initial"),
+        (lambda m: clkit.population_info_nce_m(torch.eye(4, dtype=F64), m, 1.0), "m"),
+        (lambda m: clkit.expected_log_sum_exp(m.weights, torch.zeros(2, 2, dtype=F64), torch.eye(3, dtype=F64)), "g"),
+        (lambda m: clkit.minimize_info_nce_psd(m, 1.0, barriers=(1e-4, 1e-2)), "barriers"),
+        (lambda m: clkit.minimize_info_nce_psd(m, -0.5), "delta"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, argument):
