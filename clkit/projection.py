@@ -28,14 +28,16 @@ error of a linear classifier on :math:`z=Wh`, and the max-margin classifier.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-from scipy.optimize import minimize, nnls
+from scipy.optimize import brentq, minimize, minimize_scalar, nnls
+from scipy.special import ndtr
 
 from ._validation import check_finite, check_matrix, check_positive, check_shape
 from .device import as_tensor
+from .symbolic import is_symbolic
 
 __all__ = [
     "tau_star",
@@ -44,11 +46,17 @@ __all__ = [
     "first_order_loss",
     "first_order_loss_profile",
     "first_order_optimum",
+    "rank_one_derivative",
+    "exact_threshold",
     "minimize_over_projector",
     "projector_family",
+    "projector_parameter",
     "ridge_logistic_regression",
     "linear_classifier_error",
     "max_margin_classifier",
+    "MaxMarginLimit",
+    "max_margin_asymptotics",
+    "separability_threshold",
 ]
 
 _LOG2 = math.log(2.0)
@@ -101,12 +109,17 @@ def tau_star(sigma2: float | torch.Tensor, mu_norm2: float | torch.Tensor) -> fl
         sigma2: augmentation variance :math:`\sigma^2_{\mathrm{aug}}>0` (float or tensor).
         mu_norm2: signal strength :math:`\|\mu\|^2>0` (float or tensor, broadcastable with ``sigma2``).
 
-    Returns a float when both arguments are numbers, else a tensor of the broadcast shape.
+    Returns a float when both arguments are numbers, a tensor of the broadcast shape for tensors,
+    and a SymPy expression when either argument is a SymPy object (the book's symbolic checks).
 
     Raises:
         ValueError: if ``sigma2`` or ``mu_norm2`` is not finite and > 0 (at :math:`\sigma^2=0` the
             threshold is infinite: every temperature is in the shrinkage regime).
     """
+    if is_symbolic(sigma2, mu_norm2):
+        import sympy
+
+        return 2 * mu_norm2 / ((1 + sigma2 + mu_norm2) * sympy.log(1 + 2 * sigma2))
     scalar = not isinstance(sigma2, torch.Tensor) and not isinstance(mu_norm2, torch.Tensor)
     like = sigma2 if isinstance(sigma2, torch.Tensor) else (mu_norm2 if isinstance(mu_norm2, torch.Tensor) else None)
     s2 = _positive_param("sigma2", sigma2, like)
@@ -180,7 +193,10 @@ def population_loss(
         ValueError: naming the argument, for wrong shapes, non-finite values, ``W = 0``, ``mu = 0``,
             ``sigma2 <= 0`` or ``tau <= 0``.
     """
-    W, mu, sigma2, tau = _loss_args(W, mu, sigma2, tau)
+    return _population_loss(*_loss_args(W, mu, sigma2, tau))
+
+
+def _population_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     M, a, b, s = _moments(W, mu, sigma2, tau)
     c = 1 / (2 * tau * s)
     v = 2 * (1 + sigma2)
@@ -211,10 +227,17 @@ def first_order_loss(
 
     Shapes, arguments and errors as in :func:`population_loss`.
     """
-    W, mu, sigma2, tau = _loss_args(W, mu, sigma2, tau)
+    return _first_order_loss(*_loss_args(W, mu, sigma2, tau))
+
+
+def _first_order_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     _, a, b, s = _moments(W, mu, sigma2, tau)
     u = 2 * b / (tau * s)
     return -a / (tau * s) + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
+
+
+_NEWTON_STEPS = 30
+_UNCHECKED: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] = {}
 
 
 def first_order_loss_profile(
@@ -274,6 +297,98 @@ def first_order_optimum(
     return float(out) if scalar else out
 
 
+def _scalar_params(**values: Any) -> dict[str, float]:
+    """Each value as a float, finite and > 0 (``ValueError`` naming the argument otherwise)."""
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
+        out[name] = check_positive(name, value)
+    return out
+
+
+def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
+    r"""Slope of the exact loss out of the rank-one aligned point (the book's lemma on :math:`\tau_e`).
+
+    Along :math:`M(T)=e_1e_1^\top+\tfrac{T}{p-1}P_\perp` with :math:`\mu=\|\mu\|e_1` and
+    :math:`P_\perp=I_p-e_1e_1^\top`, the derivative of :func:`population_loss` at :math:`T=0` is
+
+    .. math::
+        \partial_T\mathcal C\big|_{T=0}=\frac{c}{s}\Big[2\sigma^2\|\mu\|^2
+        -v\Big(s-\frac{w}{k}\Big)+\frac{2v\|\mu\|^2}{k^2(1+e^{q})}\Big],
+
+    with :math:`w=1+\sigma^2`, :math:`v=2w`, :math:`s=w+\|\mu\|^2`, :math:`c=1/(2\tau s)`,
+    :math:`k=1+2cv` and :math:`q=4c\|\mu\|^2/k`. It does not depend on :math:`p`, and every
+    first-order PSD direction at the rank-one point changes :math:`\mathcal C` by this slope times
+    the trace of its perpendicular block (see the book's chapter on projection heads). The root in
+    :math:`\tau` is :func:`exact_threshold`.
+
+    Args:
+        tau, sigma2, mu_norm2: > 0; floats, or SymPy expressions (then the result is one).
+
+    Returns a float, or a SymPy expression when an argument is symbolic.
+
+    Raises:
+        ValueError: naming the argument, if a numeric argument is not finite and > 0.
+    """
+    if is_symbolic(tau, sigma2, mu_norm2):
+        import sympy
+
+        exp = sympy.exp
+    else:
+        values = _scalar_params(tau=tau, sigma2=sigma2, mu_norm2=mu_norm2)
+        tau, sigma2, mu_norm2 = values["tau"], values["sigma2"], values["mu_norm2"]
+
+        def exp(x: float) -> float:
+            return math.exp(min(x, 700.0))  # 1/(1 + e^q) underflows to 0 beyond, as it should
+
+    w = 1 + sigma2
+    v = 2 * w
+    s = w + mu_norm2
+    c = 1 / (2 * tau * s)
+    k = 1 + 2 * c * v
+    q = 4 * c * mu_norm2 / k
+    return c / s * (2 * sigma2 * mu_norm2 - v * (s - w / k) + 2 * v * mu_norm2 / (k**2 * (1 + exp(q))))
+
+
+def exact_threshold(sigma2: float, mu_norm2: float) -> float:
+    r"""The exact loss's rank-one threshold :math:`\tau_e(\sigma^2,\|\mu\|^2)` (the book's lemma).
+
+    :math:`\tau_e` is the root in :math:`\tau` of :func:`rank_one_derivative`: for
+    :math:`\tau>\tau_e` mass in the directions perpendicular to :math:`\mu` raises :math:`\mathcal C`
+    at first order (the rank-one aligned projector satisfies the first-order optimality conditions),
+    for :math:`\tau<\tau_e` it lowers it (the rank-one projector is not a local minimiser). It is
+    the exact loss's analogue of the surrogate's :func:`tau_star`, and :math:`\tau_e/\tau^*\to1` as
+    :math:`\|\mu\|^2\to\infty`.
+
+    Found by Brent's method on :math:`\log\tau`, bracketed by doubling from :math:`\tau^*`, to
+    relative accuracy :math:`\approx 4\times10^{-16}`.
+
+    Args:
+        sigma2: augmentation variance > 0.
+        mu_norm2: :math:`\|\mu\|^2>0`.
+
+    Returns a float.
+
+    Raises:
+        ValueError: naming the argument, if ``sigma2`` or ``mu_norm2`` is not finite and > 0.
+    """
+    values = _scalar_params(sigma2=sigma2, mu_norm2=mu_norm2)
+    s2, rho = values["sigma2"], values["mu_norm2"]
+
+    def slope(log_tau: float) -> float:
+        # c/s > 0 does not change the sign; dividing it out keeps the bracket's values O(1)
+        tau = math.exp(log_tau)
+        return rank_one_derivative(tau, s2, rho) * 2 * tau * (1 + s2 + rho) ** 2
+
+    lo = hi = math.log(tau_star(s2, rho))
+    while slope(hi) <= 0:
+        hi += math.log(2.0)
+    while slope(lo) > 0:
+        lo -= math.log(2.0)
+    return math.exp(brentq(slope, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
 def minimize_over_projector(
     loss: Callable[..., torch.Tensor],
     mu: torch.Tensor,
@@ -283,12 +398,19 @@ def minimize_over_projector(
     *,
     gtol: float = 1e-12,
     max_iter: int = 5000,
+    max_restarts: int = 5,
 ) -> torch.Tensor:
     r"""A minimiser :math:`\hat W=\arg\min_W \texttt{loss}(W,\mu,\sigma^2,\tau)` over *all* ``(q, p)`` matrices.
 
     BFGS (scipy) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
-    from autograd, in ``W0``'s dtype. Both losses of this module are invariant under
-    :math:`W\mapsto kW`, so only scale-free functions of :math:`\hat W` (such as
+    from autograd, in ``W0``'s dtype. The answer is returned only when the gradient's largest entry
+    is below ``gtol`` (scipy's ``success``). When BFGS stops for precision loss (its line search
+    needs decreases of the loss that round-off cannot resolve), a few Newton steps on the gradient
+    with the autograd Hessian (least-squares steps: the Hessian is singular along the invariances
+    :math:`W\mapsto QW`, :math:`W\mapsto kW`) finish the job, and their result is
+    accepted only if the gradient criterion holds; otherwise BFGS restarts from the point reached
+    (a fresh Hessian approximation), up to ``max_restarts`` times. Both losses of this module are invariant
+    under :math:`W\mapsto kW`, so only scale-free functions of :math:`\hat W` (such as
     :func:`expansion_measure`) are meaningful; the returned matrix is normalised to
     :math:`\|\hat W\|_F=1`.
 
@@ -297,29 +419,76 @@ def minimize_over_projector(
         mu: ``(p,)`` mean; sigma2, tau: > 0.
         W0: ``(q, p)`` starting point, non-zero.
         gtol: BFGS stops when the gradient's largest entry is below ``gtol``.
-        max_iter: BFGS iteration limit.
+        max_iter: BFGS iteration limit (per start).
+        max_restarts: restarts allowed after a stop without ``success``.
 
     Raises:
-        ValueError: for invalid ``W0``, ``gtol <= 0``, or a non-finite loss along the way.
+        ValueError: for invalid ``W0``, ``gtol <= 0``, a non-finite loss along the way, or when
+            BFGS has not reported success after ``max_restarts`` restarts (the message gives scipy's
+            reason and the gradient reached).
     """
     W0 = _check_W(W0)
     if W0.dim() != 2:
         raise ValueError(f"W0 must be one (q, p) matrix, got shape {tuple(W0.shape)}")
     gtol = check_positive("gtol", gtol)
     shape, dtype, device = W0.shape, W0.dtype, W0.device
+    core = _UNCHECKED.get(loss)
+    if core is not None:  # validated once here instead of at every evaluation
+        _, mu_t, s2_t, tau_t = _loss_args(W0, mu, sigma2, tau)
+        scale_free = lambda W: core(W, mu_t, s2_t, tau_t)  # noqa: E731
+    else:
+        scale_free = lambda W: loss(W, mu, sigma2, tau)  # noqa: E731
+
+    def objective(W: torch.Tensor) -> torch.Tensor:
+        # The loss is scale-invariant, so its gradient shrinks like 1/||W|| and BFGS could meet
+        # gtol by inflating W. The radial term pins ||W||_F near 1 without moving any minimiser's
+        # direction (it vanishes on the unit sphere and is minimised there along every ray).
+        return scale_free(W) + (W.pow(2).sum() - 1) ** 2
 
     def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
         W = torch.tensor(w.reshape(shape), dtype=dtype, device=device, requires_grad=True)
-        value = loss(W, mu, sigma2, tau)
+        value = objective(W)
         (grad,) = torch.autograd.grad(value, W)
         return float(value.detach()), grad.detach().cpu().numpy().ravel()
 
-    result = minimize(value_and_grad, W0.detach().cpu().numpy().ravel(), jac=True, method="BFGS",
-                      options={"gtol": gtol, "maxiter": max_iter})
-    if not np.isfinite(result.fun):
-        raise ValueError("the loss became non-finite during the minimisation")
-    W = torch.as_tensor(result.x.reshape(shape), dtype=dtype, device=device)
-    return W / W.norm()
+    def newton_polish(w: np.ndarray) -> tuple[np.ndarray, float]:
+        # Newton steps on the gradient alone (no function values, so no precision loss); the
+        # Hessian is singular along W -> QW and W -> kW, hence the least-squares step.
+        for _ in range(_NEWTON_STEPS):
+            _, g = value_and_grad(w)
+            if np.abs(g).max() <= gtol:
+                break
+            W = torch.tensor(w.reshape(shape), dtype=dtype, device=device)
+            H = torch.autograd.functional.hessian(lambda v: objective(v.reshape(shape)), W.reshape(-1))
+            step = np.linalg.lstsq(H.detach().cpu().numpy(), g, rcond=1e-12)[0]
+            w = w - step
+        _, g = value_and_grad(w)
+        return w, float(np.abs(g).max())
+
+    x = W0.detach().cpu().numpy().ravel()
+    for _ in range(max_restarts + 1):
+        result = minimize(value_and_grad, x, jac=True, method="BFGS", options={"gtol": gtol, "maxiter": max_iter})
+        if not np.isfinite(result.fun):
+            raise ValueError("the loss became non-finite during the minimisation")
+        x = result.x
+        if result.success:
+            break
+        if result.status == 2:  # precision loss: the line search cannot resolve the decrease
+            polished, largest = newton_polish(x)
+            if largest <= gtol and np.isfinite(largest):
+                x = polished
+                break
+        x = x / np.linalg.norm(x)  # scale-invariant loss: restart at unit norm
+    else:
+        raise ValueError(
+            f"BFGS did not converge to gtol={gtol:g} after {max_restarts} restarts ({result.message}; largest "
+            f"gradient entry {np.abs(result.jac).max():.2e}); increase gtol or max_restarts"
+        )
+    x = x / np.linalg.norm(x)
+    return torch.as_tensor(x.reshape(shape), dtype=dtype, device=device)
+
+
+_UNCHECKED.update({population_loss: _population_loss, first_order_loss: _first_order_loss})
 
 
 def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:
@@ -346,8 +515,31 @@ def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:
     return eye + eta * torch.outer(mu, mu) / mu.pow(2).sum()
 
 
+def projector_parameter(t_tilde: float, p: int) -> float:
+    r"""The :math:`\eta` of the family :func:`projector_family` with expansion measure ``t_tilde``.
+
+    Inverts :math:`\tilde t(W_\eta)=(1+\eta)^2/(p-1+(1+\eta)^2)`:
+    :math:`\eta=\sqrt{(p-1)\tilde t/(1-\tilde t)}-1` (:math:`\eta=\infty` at :math:`\tilde t=1`,
+    the rank-one limit of the family).
+
+    Args:
+        t_tilde: expansion measure in :math:`(0, 1]`.
+        p: dimension, an integer >= 2.
+
+    Raises:
+        ValueError: if ``t_tilde`` is outside (0, 1] or ``p`` is not an integer >= 2.
+    """
+    t = check_positive("t_tilde", t_tilde)
+    if t > 1:
+        raise ValueError(f"t_tilde must be in (0, 1], got {t}")
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2:
+        raise ValueError(f"p must be an integer >= 2, got {p!r}")
+    return math.inf if t == 1 else math.sqrt((p - 1) * t / (1 - t)) - 1
+
+
 def ridge_logistic_regression(
-    z: torch.Tensor, y: torch.Tensor, lam: float, *, tol: float = 1e-12, max_iter: int = 100
+    z: torch.Tensor, y: torch.Tensor, lam: float, *, intercept: bool = True, tol: float = 1e-12,
+    max_iter: int = 100,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Minimiser of the ridge-regularised logistic loss of Gui, Ma & Zhong (2023), poster Proposition:
 
@@ -356,12 +548,14 @@ def ridge_logistic_regression(
         +\lambda\|\beta\|^2
 
     (intercept :math:`\gamma` unpenalised), by Newton's method on the strictly convex objective,
-    batched over leading dimensions.
+    batched over leading dimensions. With ``intercept=False`` the intercept is held at
+    :math:`\gamma=0` (the Bayes rule's intercept in the symmetric mixture).
 
     Args:
         z: ``(..., n, d)`` features.
         y: ``(..., n)`` labels in :math:`\{-1,+1\}`.
         lam: :math:`\lambda>0`.
+        intercept: fit :math:`\gamma` (``True``) or hold it at 0.
         tol: stop when the Newton decrement (squared) is below ``tol`` for every problem.
         max_iter: maximum Newton steps.
 
@@ -379,11 +573,13 @@ def ridge_logistic_regression(
         raise ValueError("y must hold labels in {-1, +1}")
     lam = check_positive("lam", lam)
     n, d = z.shape[-2:]
-    X = torch.cat([torch.ones_like(z[..., :1]), z], dim=-1)  # (..., n, d+1), intercept first
+    # intercept first; without it a zero column with a penalty keeps theta[0] = 0 and H invertible
+    first = torch.ones_like(z[..., :1]) if intercept else torch.zeros_like(z[..., :1])
+    X = torch.cat([first, z], dim=-1)  # (..., n, d+1)
     yy = y.to(z.dtype)
     theta = torch.zeros(*z.shape[:-2], d + 1, dtype=z.dtype, device=z.device)
     pen = torch.full((d + 1,), 2 * lam, dtype=z.dtype, device=z.device)
-    pen[0] = 0.0
+    pen[0] = 0.0 if intercept else 1.0
     for _ in range(max_iter):
         margin = yy * (X @ theta.unsqueeze(-1)).squeeze(-1)
         sig = torch.sigmoid(-margin)  # derivative of log(1+e^{-m}) is -sigmoid(-m)
@@ -480,3 +676,111 @@ def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     w_t = torch.as_tensor(w, dtype=z.dtype, device=z.device)
     norm = float(w_t.norm())
     return w_t / norm, 1.0 / norm
+
+
+
+class MaxMarginLimit(NamedTuple):
+    """Asymptotic max-margin quantities (see :func:`max_margin_asymptotics`)."""
+
+    kappa: float  # limit of the margin kappa-hat
+    error: float  # limit of the test error Err(beta-hat)
+    alpha: float  # limit of <W beta-hat, mu/|mu|>
+    r: float  # limit of |P_perp W beta-hat|
+
+
+def _positive_part_second_moment(a: float, b: float) -> float:
+    r""":math:`\mathbb E[(a+bZ)_+^2]=(a^2+b^2)\Phi(a/b)+ab\,\varphi(a/b)`, :math:`Z\sim\mathcal N(0,1)`, :math:`b>0`."""
+    x = a / b
+    return (a * a + b * b) * float(ndtr(x)) + a * b * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _margin_at(alpha: float, r: float, delta: float, m: float) -> float:
+    """Largest kappa with delta * E[(kappa - alpha m + sqrt(alpha^2 + r^2) Z)_+^2] <= r^2 (-inf if none >= 0)."""
+    b = math.hypot(alpha, r)
+    gap = lambda kappa: delta * _positive_part_second_moment(kappa - alpha * m, b) - r * r  # noqa: E731
+    if gap(0.0) >= 0:
+        return -math.inf
+    hi = 1.0
+    while gap(hi) < 0:
+        hi *= 2
+    return brentq(gap, 0.0, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+
+
+def max_margin_asymptotics(delta: float, mu_norm2: float, eta: float) -> MaxMarginLimit:
+    r"""Proportional-limit margin and test error of the max-margin classifier on :math:`z=W_\eta h`.
+
+    *The book's derivation* (Gordon's comparison inequality, as in the CGMT analyses of max-margin
+    classifiers on Gaussian mixtures); Gui, Ma & Zhong's poster (Theorem 2) states that the limits
+    exist but prints no formula. With :math:`n/p\to\delta`, :math:`m=\|\mu\|`, and
+    :math:`W_\eta\hat\beta` written as :math:`\alpha\,\mu/m` plus a perpendicular part of norm
+    :math:`r`, the constraint :math:`\|\hat\beta\|\le1` reads :math:`\alpha^2/(1+\eta)^2+r^2\le1` and
+
+    .. math::
+        \kappa^*=\max_{\alpha^2/(1+\eta)^2+r^2\le1}\kappa(\alpha,r),\qquad
+        \delta\,\mathbb E\big[(\kappa-\alpha m+\sqrt{\alpha^2+r^2}\,Z)_+^2\big]=r^2,
+
+        \mathrm{Err}^*=\Phi\Big(-\frac{m\,\alpha^*}{\sqrt{\alpha^{*2}+r^{*2}}}\Big),
+
+    maximised over the boundary :math:`\alpha=(1+\eta)\cos\theta`, :math:`r=\sin\theta` (Brent's
+    method in :math:`\theta`, inner root by Brent's method). ``eta = inf`` is the rank-one limit
+    (:math:`\alpha` free, :math:`r\le1`).
+
+    Args:
+        delta: :math:`n/p>0`, below :func:`separability_threshold` of ``mu_norm2``.
+        mu_norm2: :math:`\|\mu\|^2>0`.
+        eta: projector parameter > -1 (``math.inf`` allowed).
+
+    Raises:
+        ValueError: naming the argument for invalid input, and naming ``delta`` when the data are
+            not separable in the limit (:math:`\delta\ge\delta^*`).
+    """
+    values = _scalar_params(delta=delta, mu_norm2=mu_norm2)
+    delta, m = values["delta"], math.sqrt(values["mu_norm2"])
+    eta = float(eta)
+    if math.isnan(eta) or eta <= -1:
+        raise ValueError(f"eta must be > -1, got {eta}")
+    if delta >= separability_threshold(m * m):
+        raise ValueError(f"delta = {delta} is at or above the separability threshold {separability_threshold(m * m):.6g}")
+    if math.isinf(eta):  # r = 1, alpha free: theta parametrises alpha = tan(theta)
+        point = lambda th: (math.tan(th), 1.0)  # noqa: E731
+    else:
+        point = lambda th: ((1 + eta) * math.cos(th), math.sin(th))  # noqa: E731
+
+    def negative_margin(theta: float) -> float:
+        kappa = _margin_at(*point(theta), delta, m)
+        return -kappa if math.isfinite(kappa) else 1e300
+
+    res = minimize_scalar(negative_margin, bounds=(1e-12, math.pi / 2 - 1e-12), method="bounded",
+                          options={"xatol": 1e-12})
+    alpha, r = point(float(res.x))
+    return MaxMarginLimit(float(-res.fun), float(ndtr(-m * alpha / math.hypot(alpha, r))), alpha, r)
+
+
+def separability_threshold(mu_norm2: float) -> float:
+    r"""Proportional-limit separability threshold :math:`\delta^*(\|\mu\|^2)` (the book's derivation).
+
+    The data :math:`\{(W_\eta h_i,y_i)\}_{i\le n}` are separable through the origin with probability
+    tending to 1 if :math:`n/p\to\delta<\delta^*` and to 0 if :math:`\delta>\delta^*`, where
+    (Gordon's comparison; independent of :math:`\eta`, since :math:`W_\eta` is invertible)
+
+    .. math:: \frac1{\delta^*}=\min_{t\ge0}\,(1+t^2)\,\mathbb E\Big[\Big(Z-\frac{t\,\|\mu\|}{\sqrt{1+t^2}}\Big)_+^2\Big].
+
+    :math:`\delta^*(0)=2` is Cover's capacity (Wendel's theorem).
+
+    Args:
+        mu_norm2: :math:`\|\mu\|^2\ge0`.
+
+    Raises:
+        ValueError: if ``mu_norm2`` is negative or not finite.
+    """
+    if isinstance(mu_norm2, bool):
+        raise ValueError(f"mu_norm2 must be a real number, got {mu_norm2!r}")
+    m2 = float(mu_norm2)
+    if not math.isfinite(m2) or m2 < 0:
+        raise ValueError(f"mu_norm2 must be finite and >= 0, got {mu_norm2!r}")
+    m = math.sqrt(m2)
+    h = lambda t: (1 + t * t) * _positive_part_second_moment(-t * m / math.sqrt(1 + t * t), 1.0)  # noqa: E731
+    if m == 0:
+        return 1 / h(0.0)
+    res = minimize_scalar(h, bounds=(0.0, 1e3), method="bounded", options={"xatol": 1e-12})
+    return 1 / min(res.fun, h(0.0))

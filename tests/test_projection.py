@@ -212,6 +212,142 @@ def test_max_margin_classifier_reports_non_separable_data():
     assert beta is None and kappa == 0.0
 
 
+
+# --- the exact loss's threshold tau_e ------------------------------------------------------------------
+
+
+def _slope_by_autograd(tau: float, sigma2: float, rho: float, p: int = 4, T: float = 1e-10) -> float:
+    """dC/dT along M(T) = e1 e1^T + T/(p-1) P_perp, by autograd through population_loss at small T."""
+    mu = torch.zeros(p, dtype=DTYPE)
+    mu[0] = math.sqrt(rho)
+    T_t = torch.tensor(T, dtype=DTYPE, requires_grad=True)
+    diag = torch.cat([torch.ones(1, dtype=DTYPE), torch.sqrt(T_t / (p - 1)).expand(p - 1)])
+    (grad,) = torch.autograd.grad(clkit.population_loss(torch.diag(diag), mu, sigma2, tau), T_t)
+    return float(grad)
+
+
+@pytest.mark.parametrize(
+    "sigma2,rho",
+    [(1.0, 1.0), (0.5, 4.0), (0.05, 0.3), (0.1, 8.0), (2.0, 0.5), (4.0, 16.0), (0.3, 2.0), (1.5, 1e-1),
+     (0.02, 1.0), (3.0, 64.0), (0.7, 0.25), (0.2, 12.0)],
+)
+def test_exact_threshold_matches_a_bisection_on_autograd_of_the_population_loss(sigma2, rho):
+    """Independent route: the sign of autograd's dC/dT along the isotropic family, bisected in tau."""
+    lo, hi = clkit.tau_star(sigma2, rho), clkit.tau_star(sigma2, rho)
+    while _slope_by_autograd(lo, sigma2, rho) > 0:
+        lo /= 2
+    while _slope_by_autograd(hi, sigma2, rho) <= 0:
+        hi *= 2
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if _slope_by_autograd(mid, sigma2, rho) <= 0 else (lo, mid)
+    assert clkit.exact_threshold(sigma2, rho) == pytest.approx(math.sqrt(lo * hi), rel=1e-6)
+
+
+def test_rank_one_derivative_does_not_depend_on_p_and_matches_autograd():
+    for p in (2, 3, 7):
+        assert clkit.rank_one_derivative(3.0, 1.0, 1.0) == pytest.approx(_slope_by_autograd(3.0, 1.0, 1.0, p=p),
+                                                                       rel=1e-6)
+
+
+def test_exact_threshold_is_where_the_full_matrix_minimiser_becomes_rank_one():
+    sigma2, rho = 1.0, 1.0
+    mu = _mu([1.0, 0.0, 0.0])
+    tau_e = clkit.exact_threshold(sigma2, rho)
+    W0 = _random((3, 3), seed=20)
+    below = clkit.minimize_over_projector(clkit.population_loss, mu, sigma2, 0.97 * tau_e, W0, gtol=1e-9)
+    above = clkit.minimize_over_projector(clkit.population_loss, mu, sigma2, 1.03 * tau_e, W0, gtol=1e-9)
+    assert 1 - float(clkit.expansion_measure(below, mu)) > 1e-3
+    assert 1 - float(clkit.expansion_measure(above, mu)) < 1e-7
+
+
+def test_exact_threshold_ratio_tends_to_its_small_sigma_limit():
+    for rho in (1.0, 4.0):
+        ratio = clkit.exact_threshold(1e-5, rho) / clkit.tau_star(1e-5, rho)
+        assert ratio == pytest.approx(1 + 4 / rho + 2 / rho**2, rel=1e-3)
+
+
+def test_rank_one_derivative_accepts_sympy_symbols():
+    import sympy
+
+    tau, s2, rho = sympy.symbols("tau sigma2 rho", positive=True)
+    expr = clkit.rank_one_derivative(tau, s2, rho)
+    value = float(expr.subs({tau: 2.5, s2: 0.7, rho: 1.3}))
+    assert value == pytest.approx(clkit.rank_one_derivative(2.5, 0.7, 1.3), rel=1e-12)
+    assert float(clkit.tau_star(s2, rho).subs({s2: 0.7, rho: 1.3})) == pytest.approx(clkit.tau_star(0.7, 1.3))
+
+
+def test_minimize_over_projector_converges_where_bfgs_alone_loses_precision():
+    """sigma2 = 1e-4: BFGS stops for precision loss; the Newton polish must reach x* to 1e-6 relative."""
+    mu = _mu([1.0, 1.0, 0.0])
+    W_hat = clkit.minimize_over_projector(clkit.first_order_loss, mu, 1e-4, 1.0, _random((3, 3), seed=1), gtol=1e-12)
+    x_hat = float(clkit.expansion_measure(W_hat, mu)) * 2
+    assert x_hat == pytest.approx(clkit.first_order_optimum(1e-4, 1.0, 2.0), rel=1e-6)
+    assert float(W_hat.norm()) == pytest.approx(1.0, rel=1e-12)
+
+
+# --- projector parameter, intercept-free logistic regression, max-margin limits -----------------------------
+
+
+def test_projector_parameter_inverts_the_expansion_measure_of_the_family():
+    mu = _mu([0.3, 1.0, -0.5, 0.2])
+    for eta in (-0.6, 0.0, 2.5):
+        t = float(clkit.expansion_measure(clkit.projector_family(mu, eta), mu))
+        assert clkit.projector_parameter(t, 4) == pytest.approx(eta, abs=1e-10)
+    assert clkit.projector_parameter(1.0, 4) == math.inf
+
+
+def test_ridge_logistic_regression_without_intercept_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+
+    gen = clkit.make_generator(13, "cpu")
+    z, labels = clkit.GaussianMixture.symmetric_two_component(_mu([0.8, 0.0, 0.3])).sample(400, gen)
+    y = 2 * labels.to(DTYPE) - 1
+    lam = 0.05
+    gamma, beta = clkit.ridge_logistic_regression(z, y, lam, intercept=False)
+    model = LogisticRegression(C=1 / (2 * lam * 400), tol=1e-12, max_iter=10_000, fit_intercept=False)
+    model.fit(z.numpy(), y.numpy())
+    assert float(gamma) == 0.0
+    assert np.allclose(beta.numpy(), model.coef_[0], atol=1e-6)
+
+
+def _positive_part_by_quadrature(a: float, b: float) -> float:
+    from scipy.integrate import quad
+
+    density = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    return quad(lambda z: max(a + b * z, 0.0) ** 2 * density(z), -a / b, np.inf, epsabs=1e-13)[0]
+
+
+def test_separability_threshold_matches_quadrature_and_a_grid():
+    for rho in (0.0, 1.0, 2.0):
+        m = math.sqrt(rho)
+        ts = np.linspace(0, 6, 3001)
+        grid = min((1 + t * t) * _positive_part_by_quadrature(-t * m / math.sqrt(1 + t * t), 1.0) for t in ts)
+        assert clkit.separability_threshold(rho) == pytest.approx(1 / grid, rel=1e-5)
+    assert clkit.separability_threshold(0.0) == pytest.approx(2.0, rel=1e-14)
+
+
+def test_max_margin_asymptotics_match_a_brute_force_maximisation():
+    """Independent route: F by quadrature, kappa(alpha, r) by bisection, the constraint boundary on a grid."""
+    delta, rho, eta = 1.0, 2.0, 1.0
+    m = math.sqrt(rho)
+    best = (-1.0, None)
+    for theta in np.linspace(1e-3, math.pi / 2 - 1e-3, 400):
+        alpha, r = (1 + eta) * math.cos(theta), math.sin(theta)
+        b = math.hypot(alpha, r)
+        lo, hi = 0.0, 10.0
+        if delta * _positive_part_by_quadrature(-alpha * m, b) >= r * r:
+            continue
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if delta * _positive_part_by_quadrature(mid - alpha * m, b) < r * r else (lo, mid)
+        if lo > best[0]:
+            best = (lo, (alpha, r))
+    limit = clkit.max_margin_asymptotics(delta, rho, eta)
+    assert limit.kappa == pytest.approx(best[0], rel=1e-4)
+    alpha, r = best[1]
+    assert limit.error == pytest.approx(0.5 * math.erfc(m * alpha / math.hypot(alpha, r) / math.sqrt(2)), abs=2e-3)
+
 # --- validation ----------------------------------------------------------------------------------------
 
 
@@ -234,6 +370,16 @@ def test_max_margin_classifier_reports_non_separable_data():
         (lambda: clkit.max_margin_classifier(torch.ones(3, 2, dtype=DTYPE), _mu([1.0, -1.0])), "y"),
         (lambda: clkit.minimize_over_projector(clkit.first_order_loss, _mu([1.0, 0.0]), 0.5, 1.0,
                                                torch.eye(2, dtype=DTYPE), gtol=0.0), "gtol"),
+        (lambda: clkit.exact_threshold(0.0, 1.0), "sigma2"),
+        (lambda: clkit.exact_threshold(float("nan"), 1.0), "sigma2"),
+        (lambda: clkit.exact_threshold(1.0, -2.0), "mu_norm2"),
+        (lambda: clkit.exact_threshold(1.0, float("inf")), "mu_norm2"),
+        (lambda: clkit.rank_one_derivative(0.0, 1.0, 1.0), "tau"),
+        (lambda: clkit.projector_parameter(1.5, 3), "t_tilde"),
+        (lambda: clkit.projector_parameter(0.5, 1), "p"),
+        (lambda: clkit.max_margin_asymptotics(10.0, 1.0, 0.0), "delta"),
+        (lambda: clkit.max_margin_asymptotics(1.0, 1.0, -1.0), "eta"),
+        (lambda: clkit.separability_threshold(-1.0), "mu_norm2"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, argument):
