@@ -196,7 +196,7 @@ def test_minimiser_lies_in_the_fisher_subspace():
         a = torch.tensor(flat, dtype=F64).reshape(4, 2).requires_grad_(True)
         value = _brute_force_loss(a, mix, 1.0, 30)
         (grad,) = torch.autograd.grad(value, a)
-        return float(value), grad.reshape(-1).numpy()
+        return float(value.detach()), grad.reshape(-1).numpy()
 
     x0 = 0.3 * np.random.default_rng(14).standard_normal(8)
     res = scipy.optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B",
