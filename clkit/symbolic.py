@@ -47,12 +47,12 @@ def _sympy():
 
 
 def is_symbolic(*values: Any) -> bool:
-    """True when any value is a SymPy object (clkit formulas then compute with SymPy functions)."""
+    """True when any value is a SymPy expression or matrix (clkit formulas then compute with SymPy)."""
     try:
         import sympy
     except ImportError:  # pragma: no cover
         return False
-    return any(isinstance(v, sympy.Basic) for v in values)
+    return any(isinstance(v, (sympy.Basic, sympy.MatrixBase)) for v in values)
 
 
 @dataclass(frozen=True)
