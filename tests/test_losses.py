@@ -359,6 +359,37 @@ def test_bad_inputs_raise_value_error_naming_the_argument(call, argument):
         call()
 
 
+def test_bad_input_messages_say_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^z1 must have at least 1 rows, got 0$"):
+        clkit.info_nce(GOOD[0][:0], GOOD[1][:0])
+    with pytest.raises(ValueError, match=r"^z must have at least 2 rows, got 1$"):
+        clkit.pair_info_nce(GOOD[0][:1], GOOD[1][:1])
+    with pytest.raises(ValueError, match=r"must be floating point"):
+        clkit.info_nce(GOOD[0], GOOD[1].long())
+    with pytest.raises(ValueError, match=r"must be floating point"):
+        clkit.info_nce(GOOD[0].long(), GOOD[1])
+    # one row cannot be standardised: refused for its size, before any variance is computed
+    with pytest.raises(ValueError, match=r"^z1 must have at least 2 rows, got 1$"):
+        clkit.cross_correlation_loss(GOOD[0][:1], GOOD[1][:1])
+    with pytest.raises(ValueError, match=r"^z2 has a feature with zero variance"):
+        clkit.cross_correlation_loss(GOOD[0], torch.ones_like(GOOD[1]))
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_chunk_size_of_2n_is_the_dense_autograd_path_and_smaller_is_tiled(n):
+    # documented: chunk_size >= 2N is the dense path (plain autograd), smaller values tile
+    z1, z2 = _pairs(n, 3, seed=28)
+    z1.requires_grad_()
+    dense = clkit.info_nce(z1, z2, chunk_size=2 * n)
+    assert "Nll" in type(dense.grad_fn).__name__  # F.cross_entropy
+    assert "Nll" in type(clkit.info_nce(z1, z2, chunk_size=2 * n + 1).grad_fn).__name__
+    assert "Nll" in type(clkit.info_nce(z1, z2).grad_fn).__name__
+    if 2 * n - 1 >= 1:
+        tiled = clkit.info_nce(z1, z2, chunk_size=2 * n - 1)
+        assert "Nll" not in type(tiled.grad_fn).__name__
+        assert float(tiled.detach()) == pytest.approx(float(dense.detach()), rel=1e-12)
+
+
 # --- defaults, edge sizes and the cosine variants ----------------------------------------------------
 
 
@@ -449,6 +480,13 @@ def test_collapse_value_and_lower_bound_accept_sympy_symbols_and_agree_with_numb
     bound = clkit.info_nce_lower_bound(n, tau)
     assert sympy.simplify(collapse - sympy.log(2 * n - 1)) == 0
     assert sympy.simplify(bound - sympy.log(1 + (2 * n - 2) * sympy.exp(-2 / tau))) == 0
+    # one symbolic argument is enough for a symbolic answer (the other one a plain number)
+    half_symbolic = clkit.info_nce_lower_bound(n, 2)
+    assert half_symbolic.free_symbols == {n}
+    assert float(half_symbolic.subs(n, 5)) == pytest.approx(math.log(1 + 8 * math.exp(-1)), rel=1e-14)
+    half_symbolic = clkit.info_nce_lower_bound(3, tau)
+    assert half_symbolic.free_symbols == {tau}
+    assert float(half_symbolic.subs(tau, 0.7)) == pytest.approx(math.log(1 + 4 * math.exp(-2 / 0.7)), rel=1e-14)
     for n_val, tau_val in ((3, 0.4), (11, 1.7)):
         assert float(collapse.subs(n, n_val)) == pytest.approx(clkit.info_nce_collapse_value(n_val), rel=1e-14)
         assert float(bound.subs({n: n_val, tau: tau_val})) == pytest.approx(
