@@ -478,6 +478,11 @@ def test_collapse_value_and_lower_bound_accept_sympy_symbols_and_agree_with_numb
     n, tau = sympy.symbols("N tau", positive=True)
     collapse = clkit.info_nce_collapse_value(n)
     bound = clkit.info_nce_lower_bound(n, tau)
+    # numbers first (a wrong symbolic form fails here at once; simplify could take long on it)
+    for n_val, tau_val in ((3, 0.4), (11, 1.7)):
+        assert float(collapse.subs(n, n_val)) == pytest.approx(clkit.info_nce_collapse_value(n_val), rel=1e-14)
+        assert float(bound.subs({n: n_val, tau: tau_val})) == pytest.approx(
+            clkit.info_nce_lower_bound(n_val, tau_val), rel=1e-14)
     assert sympy.simplify(collapse - sympy.log(2 * n - 1)) == 0
     assert sympy.simplify(bound - sympy.log(1 + (2 * n - 2) * sympy.exp(-2 / tau))) == 0
     # one symbolic argument is enough for a symbolic answer (the other one a plain number)
@@ -487,7 +492,3 @@ def test_collapse_value_and_lower_bound_accept_sympy_symbols_and_agree_with_numb
     half_symbolic = clkit.info_nce_lower_bound(3, tau)
     assert half_symbolic.free_symbols == {tau}
     assert float(half_symbolic.subs(tau, 0.7)) == pytest.approx(math.log(1 + 4 * math.exp(-2 / 0.7)), rel=1e-14)
-    for n_val, tau_val in ((3, 0.4), (11, 1.7)):
-        assert float(collapse.subs(n, n_val)) == pytest.approx(clkit.info_nce_collapse_value(n_val), rel=1e-14)
-        assert float(bound.subs({n: n_val, tau: tau_val})) == pytest.approx(
-            clkit.info_nce_lower_bound(n_val, tau_val), rel=1e-14)
