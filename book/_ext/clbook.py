@@ -119,6 +119,13 @@ def number_chapter_titles(app: Sphinx, doctree: nodes.document, docname: str) ->
                 plain = re.sub(r"[^\w\s+\-/=<>(),.]", "", re.sub(r"\\([A-Za-z]+)", r"\1", tex))
                 math.parent.replace(math, nodes.raw("", f"\\texorpdfstring{{\\({tex}\\)}}{{{plain}}}",
                                                     format="latex"))
+        # Sphinx puts a labelled display inside equation + split, where amsmath refuses the
+        # display-level multline (MathJax accepts it): use mathtools' inner multlined there
+        for block in list(doctree.findall(nodes.math_block)):
+            tex = block.astext()
+            if "\\begin{multline" in tex and not block.get("nowrap"):
+                tex = re.sub(r"\\(begin|end)\{multline(\*?)\}", r"\\\1{multlined}", tex)
+                block.children = [nodes.Text(tex)]
         for start in doctree.findall(addnodes.start_of_file):
             chapter = chapter_number(start.get("docname", ""))
             if chapter is not None:
@@ -426,7 +433,7 @@ def latex_macros(app: Sphinx, config: Any) -> None:
     """Define ``mathjax3_config.tex.macros`` for LaTeX too (``\\DeclareRobustCommand`` overrides
     LaTeX's own ``\\P``, ``\\L``, ``\\C`` without complaint)."""
     macros = ((config.mathjax3_config or {}).get("tex", {}) or {}).get("macros", {}) or {}
-    lines = []
+    lines = ["\\usepackage{mathtools}"]
     for name, value in macros.items():
         body, nargs = (value[0], int(value[1])) if isinstance(value, (list, tuple)) else (value, 0)
         if not body.lstrip().startswith(("^", "_")):
