@@ -414,7 +414,9 @@ details.clkit-claims summary{cursor:pointer;font-weight:600}
 table.clkit-claims{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 table.clkit-claims th,table.clkit-claims td{padding:.25em .7em;border-bottom:1px solid #e5e7eb;vertical-align:top}
 table.clkit-claims th{text-align:left;border-bottom:2px solid #9ca3af}
-table.clkit-claims td.num{text-align:right;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:nowrap}
+table.clkit-claims td.num{text-align:right;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:nowrap;font-size:.92em}
+table.clkit-claims td:first-child{min-width:12em}
+table.clkit-claims td.kind{color:#57606a;font-size:.85em}
 table.clkit-claims tr.kind-head td{font-weight:600;background:#f6f8fa}
 table.clkit-claims td.pass{text-align:center}
 </style>"""
@@ -454,7 +456,7 @@ class ClaimsTable:
                 body.append(f'<tr class="kind-head"><td colspan="{len(self.columns)}">{current}s</td></tr>')
             name, kind, theory, measured, tol, ok = row
             body.append(
-                f"<tr><td>{_html_with_math(name)}</td><td>{kind}</td><td class=\"num\">{html.escape(theory)}</td>"
+                f"<tr><td>{_html_with_math(name)}</td><td class=\"kind\">{kind}</td><td class=\"num\">{html.escape(theory)}</td>"
                 f"<td class=\"num\">{html.escape(measured)}</td><td class=\"num\">{html.escape(tol)}</td>"
                 f"<td class=\"pass\">{ok}</td></tr>"
             )

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 
 from .claims import Claim, Claims
 
-__all__ = ["DerivationStep", "derive_equal", "derive_series", "derive_limit", "derive_sign", "is_symbolic"]
+__all__ = ["MAX_DISPLAY_LATEX", "DerivationStep", "derive_equal", "derive_series", "derive_limit", "derive_sign", "is_symbolic"]
 
 _NUMERIC_POINTS = 24
 _NUMERIC_DIGITS = 30
@@ -55,6 +55,23 @@ def is_symbolic(*values: Any) -> bool:
     return any(isinstance(v, (sympy.Basic, sympy.MatrixBase)) for v in values)
 
 
+#: A step whose LaTeX is longer than this is shown by its name, not its full expression (an
+#: expanded matrix entry or a series can run to thousands of pixels); the full LaTeX stays in the
+#: claim (``Claim.latex``) and in the claims JSON.
+MAX_DISPLAY_LATEX = 260
+
+
+def _name_to_latex(name: str) -> str:
+    """``"a $x$ b"`` -> ``"\\text{a }x\\text{ b}"``: a claim name with inline math, as display LaTeX."""
+    parts = name.split("$")
+    out = []
+    for k, part in enumerate(parts):
+        if not part:
+            continue
+        out.append(part if k % 2 else "\\text{" + part.replace("{", "\\{").replace("}", "\\}") + "}")
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class DerivationStep:
     """A recorded derivation step: its LaTeX, whether SymPy proved it, and how."""
@@ -65,9 +82,14 @@ class DerivationStep:
     method: str
     claim: Claim
 
+    @property
+    def display_latex(self) -> str:
+        """The step itself when short, else its name (the full LaTeX is in :attr:`latex`)."""
+        return self.latex if len(self.latex) <= MAX_DISPLAY_LATEX else _name_to_latex(self.name)
+
     def _repr_latex_(self) -> str:
         mark = r"\checkmark\ \text{SymPy}" if self.proved else r"\text{numeric only}"
-        return f"$$ {self.latex} \\qquad [{mark}] $$"
+        return f"$$ {self.display_latex} \\qquad [{mark}] $$"
 
     def __repr__(self) -> str:
         return f"{'proved' if self.proved else 'NOT proved (numeric)'}: {self.name} [{self.method}]"
