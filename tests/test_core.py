@@ -459,8 +459,19 @@ def test_mixture_keeps_dtype_and_is_deterministic():
     ],
 )
 def test_mixture_rejects_bad_parameters_naming_the_argument(kwargs, argument):
-    with pytest.raises(ValueError, match=argument):
+    with pytest.raises(ValueError, match=rf"(?<![\w]){argument}(?![\w])"):
         clkit.GaussianMixture(**kwargs)
+
+
+def test_mixture_stores_tensors_in_the_dtype_of_the_means():
+    # plain lists become tensors; weights and covariances follow the means' dtype
+    mixture = clkit.GaussianMixture([0.25, 0.75], [[0.0, 1.0], [2.0, 0.0]], [[1.0, 0.0], [0.0, 2.0]])
+    for t in (mixture.weights, mixture.means, mixture.covariances):
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float64
+    single = clkit.GaussianMixture([0.25, 0.75], torch.tensor([[0.0, 1.0], [2.0, 0.0]]), [[1.0, 0.0], [0.0, 2.0]])
+    assert single.weights.dtype == single.covariances.dtype == single.means.dtype == torch.float32
+    x, labels = single.sample(1, clkit.make_generator(0, "cpu"))  # n = 1 is a valid sample size
+    assert x.shape == (1, 2) and labels.shape == (1,) and x.dtype == torch.float32
 
 
 def test_mixture_sample_rejects_bad_sizes():
