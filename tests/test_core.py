@@ -559,3 +559,27 @@ def test_mixture_sample_components_rejects_bad_sizes_and_bad_labels(n):
         mixture.sample_given(torch.zeros(2, 2, dtype=torch.long), clkit.make_generator(0, "cpu"))
     with pytest.raises(ValueError, match=r"\bx\b"):
         mixture.log_prob(torch.zeros(4, 3, dtype=torch.float64))
+
+
+def test_monte_carlo_claim_edges_and_notes():
+    samples = _normal(10_000, 5.0, 1.0, 7)
+    claims = clkit.Claims("mc", directory=None)
+    one = claims.check_monte_carlo("one se allowed", float(samples.mean()), samples, n_se=1, note="why")
+    assert one.tolerance == pytest.approx(clkit.monte_carlo_mean(samples).stderr)
+    assert one.note.startswith("why; Monte Carlo, n = 10,000, 1 standard errors")
+    plain = claims.check_monte_carlo("no note", 5.0, samples)
+    assert plain.note.startswith("Monte Carlo, n = 10,000") and ";" not in plain.note
+
+
+def test_claims_directory_needs_both_book_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLKIT_CLAIMS_DIR", raising=False)
+    (tmp_path / "_config.yml").write_text("")  # a config without a table of contents: not a book
+    monkeypatch.chdir(tmp_path)
+    assert clkit.claims_directory() is None
+
+
+def test_median_relative_tolerance_leaves_out_derivations():
+    claims = clkit.Claims("demo", directory=None)
+    claims.check("r", 2.0, 2.0, 0.2, kind="result")  # relative tolerance 0.1
+    claims.check("d", 1.0, 1.0, 0.5, kind="derivation", note="numeric step")
+    assert clkit.median_relative_tolerance(claims.claims) == pytest.approx(0.1)
