@@ -3,9 +3,10 @@ the one smoke-scale build of the whole book that every chapter-level test reads.
 
 The suite executes each chapter once: the session fixture :func:`built_book` runs
 ``jupyter-book build`` on the book at smoke scale; the per-chapter tests check the claims that
-build wrote, the browser test loads its HTML. Tests that use it carry
-``@pytest.mark.xdist_group("book")`` so that, under pytest-xdist, one worker builds the book while
-the other runs the unit tests and the planted errors.
+build wrote, the browser test loads its HTML. All tests that use it live in one module
+(tests/test_chapters.py, which imports the browser checks), so that under pytest-xdist's
+``--dist loadscope`` one worker builds the book while the other runs the unit tests and the
+planted errors (``loadgroup`` would be the natural choice, but it does not group under pytest 9).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Every chapter of the book, executed once at smoke scale by the session's book build: no cell may
 fail, every claim must pass, and the claims must survive the audit (verdicts recomputed from the
-numbers, no result whose tolerance is at least |theory|)."""
+numbers, no result whose tolerance is at least |theory|). The browser checks of tests/browser_checks.py
+are imported here: everything that reads the build is one module, so pytest-xdist's
+``--dist loadscope`` runs it on one worker and the book is built once."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import pytest
 
 from audit_claims import audit_chapter, toc_chapters
+from browser_checks import *  # noqa: F401,F403  (the browser checks of the same build, same worker)
 from conftest import BOOK, BookBuild
 
 CHAPTERS = toc_chapters(BOOK)
@@ -20,14 +23,12 @@ def test_every_chapter_file_is_in_the_table_of_contents():
 
 
 @pytest.mark.chapter
-@pytest.mark.xdist_group("book")
 def test_whole_book_builds_with_warnings_as_errors(built_book: BookBuild):
     assert built_book.returncode == 0, built_book.log
     assert (built_book.html / "index.html").is_file()
 
 
 @pytest.mark.chapter
-@pytest.mark.xdist_group("book")
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_chapter_claims_all_pass_and_survive_the_audit(stem: str, built_book: BookBuild):
     path = built_book.claims / f"{stem}.json"

@@ -17,8 +17,10 @@ Chromium is driven over its DevTools pipe (``--remote-debugging-pipe``) with the
 only: no Selenium, no WebDriver, no new dependency. Requests to anything but the local server are
 refused, so a CDN MathJax fails here as it would offline.
 
-Needs Debian's ``chromium`` (``apt-get install -y chromium``); skipped with that message where it
-is missing. The book: ``$CLBOOK_BUILT_BOOK`` (a folder holding ``_build/html``) if set, else the
+Needs Debian's ``chromium`` (``apt-get install -y chromium``) and a local MathJax in the built site
+(``npm install mathjax@3`` at the repository's root before the build); skipped with that message
+where either is missing, unless ``$CLBOOK_REQUIRE_BROWSER=1`` (set by ``.ci/run``), which turns the
+skip into a failure. The book: ``$CLBOOK_BUILT_BOOK`` (a folder holding ``_build/html``) if set, else the
 ``built_book`` fixture of tests/conftest.py (one smoke-scale build of the whole book). Its math is
 served locally when the build found a MathJax copy (``npm install mathjax@3`` at the repository's
 root, see book/_ext/clbook.py). ``$CLBOOK_SCREENSHOTS=<dir>`` saves a PNG of every page and width.
@@ -44,9 +46,8 @@ import pytest
 
 WIDTHS = (1400, 390)
 
-# with the other tests of the built book on one xdist worker, so that the book is built once
-# (tests/conftest.py's `built_book` is session-scoped, i.e. once per worker)
-pytestmark = pytest.mark.xdist_group("book")
+# These checks are collected as part of tests/test_chapters.py (which imports them), so that with
+# pytest-xdist's --dist loadscope they run on the worker that builds the book, once.
 PAGE_TIMEOUT_S = 60.0
 
 
@@ -169,8 +170,11 @@ class Chromium:
             time.sleep(0.1)
         else:
             raise TimeoutError(f"{url} did not load")
-        # MathJax loads deferred: wait for its start-up promise (it resolves after typesetting)
-        while time.monotonic() < deadline:
+        # MathJax loads deferred: wait for its start-up promise (it resolves after typesetting);
+        # a MathJax from elsewhere is blocked here and will never start: do not wait for it.
+        local = self.evaluate("[...document.scripts].some(s => /mathjax/i.test(s.src)"
+                              " && s.src.startsWith(location.origin))")
+        while local and time.monotonic() < deadline:
             ready = self.evaluate("!!(window.MathJax && MathJax.startup && MathJax.startup.promise)")
             if ready:
                 self.evaluate("MathJax.startup.promise.then(() => true)", await_promise=True)
@@ -307,10 +311,16 @@ PROBE = r"""
 # --------------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------------
+def _skip_or_fail(message: str) -> None:
+    if os.environ.get("CLBOOK_REQUIRE_BROWSER") == "1":
+        pytest.fail(message + " ($CLBOOK_REQUIRE_BROWSER=1)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def html_root(request: pytest.FixtureRequest) -> Path:
     if chromium_binary() is None:
-        pytest.skip("Chromium is not installed: `apt-get install -y chromium` (Debian) to run the browser test")
+        _skip_or_fail("Chromium is not installed: `apt-get install -y chromium` (Debian) to run the browser test")
     explicit = os.environ.get("CLBOOK_BUILT_BOOK")
     if explicit:
         root = Path(explicit)
@@ -322,6 +332,9 @@ def html_root(request: pytest.FixtureRequest) -> Path:
             pytest.skip("no built book: tests/conftest.py has no `built_book` fixture and $CLBOOK_BUILT_BOOK is unset")
     html = root / "_build" / "html"
     assert (html / "index.html").is_file(), f"no built book at {html}"
+    if not (html / "_static" / "mathjax" / "tex-chtml.js").is_file():
+        _skip_or_fail("the built book has no local MathJax (`npm install mathjax@3` in the repository, then "
+                      "build again): without it the browser cannot typeset the math offline")
     return html
 
 
