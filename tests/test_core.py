@@ -583,3 +583,14 @@ def test_median_relative_tolerance_leaves_out_derivations():
     claims.check("r", 2.0, 2.0, 0.2, kind="result")  # relative tolerance 0.1
     claims.check("d", 1.0, 1.0, 0.5, kind="derivation", note="numeric step")
     assert clkit.median_relative_tolerance(claims.claims) == pytest.approx(0.1)
+
+
+def test_derivation_claims_keep_their_method_and_latex(tmp_path):
+    claims = clkit.Claims("demo", directory=tmp_path)
+    proved = claims.check("step", 0.0, 0.0, 0.0, kind="derivation", method="sympy: simplify", latex="a=a")
+    numeric = claims.check("numeric step", 0.0, 1e-13, 1e-12, kind="derivation", method="numeric: 5 points")
+    assert (proved.method, proved.latex, proved.proved, proved.tolerance_text) == ("sympy: simplify", "a=a", True, "exact")
+    assert not numeric.proved and numeric.tolerance_text == "± 1e-12 (numeric)"
+    stored = json.loads((tmp_path / "demo.json").read_text())["claims"]
+    assert [(c["method"], c["latex"]) for c in stored] == [("sympy: simplify", "a=a"), ("numeric: 5 points", "")]
+    assert claims.summary().endswith("2 derivation steps (1 proved by SymPy, 1 checked numerically only)")
