@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from .stats import monte_carlo_mean
@@ -164,7 +165,7 @@ def _to_float(name: str, value: object) -> float:
         if value.dtype == torch.bool:
             raise ValueError(f"{name} must be a real number, got a boolean tensor")
         value = value.item()
-    if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, str, bytes, np.bool_)):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     if not isinstance(value, numbers.Real) and not hasattr(value, "__float__"):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")

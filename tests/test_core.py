@@ -156,9 +156,7 @@ def test_claims_reject_bad_arguments():
 @pytest.mark.parametrize("argument", ["theory", "measured", "tolerance"])
 @pytest.mark.parametrize("bad", [
     "1.0", b"1", True, False, torch.tensor(True),
-    pytest.param(np.True_, marks=pytest.mark.xfail(strict=True, reason=(
-        "clkit.claims._to_float recognises numpy booleans by the type name 'bool_'; numpy >= 2 "
-        "names it 'bool', so np.True_ is accepted as 1.0 (reported to the lead)"))),
+    np.True_,
 ])
 def test_strings_and_booleans_are_refused_naming_the_argument(argument, bad):
     values = {"theory": 1.0, "measured": 1.0, "tolerance": 0.5}
