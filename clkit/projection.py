@@ -236,6 +236,51 @@ def _first_order_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, t
     return -a / (tau * s) + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
 
 
+def _numpy_moments(M: np.ndarray, mu: np.ndarray, sigma2: float):
+    a = float(np.trace(M))
+    b = float(mu @ M @ mu)
+    s = (1 + sigma2) * a + b
+    ds = (1 + sigma2) * np.eye(len(mu)) + np.outer(mu, mu)  # d s / d M
+    return a, b, s, ds
+
+
+def _sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+
+def _population_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau: float):
+    r""":math:`\mathcal C` and :math:`\partial\mathcal C/\partial M` in float64 numpy (same closed form
+    as :func:`population_loss`; chain rule through :math:`a,b,s,k=2cv,q=\mu^\top A^{-1}M\mu`)."""
+    a, b, s, ds = _numpy_moments(M, mu, sigma2)
+    p = len(mu)
+    v = 2 * (1 + sigma2)
+    k = v / (tau * s)  # 2 c v
+    A = np.eye(p) + k * M
+    L = np.linalg.cholesky(A)
+    logdet = 2 * float(np.log(np.diag(L)).sum())
+    A_inv = np.linalg.inv(A)
+    y = A_inv @ mu
+    q = float(mu @ A_inv @ (M @ mu))
+    z = -2 * q / (tau * s)
+    value = sigma2 * a / (tau * s) - 0.5 * logdet + (np.logaddexp(0.0, z) - _LOG2)
+    dk = -(k / s) * ds
+    dq = np.outer(y, y) + ((-q + float(y @ M @ y)) / k) * dk
+    grad = (sigma2 / tau) * (np.eye(p) / s - (a / s**2) * ds)
+    grad = grad - 0.5 * (k * A_inv + float(np.sum(A_inv * M)) * dk)
+    grad = grad + _sigmoid(z) * (-2 / (tau * s) * dq + (2 * q / (tau * s**2)) * ds)
+    return float(value), grad
+
+
+def _first_order_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau: float):
+    r""":math:`\widetilde{\mathcal L}` and :math:`\partial\widetilde{\mathcal L}/\partial M` in float64 numpy."""
+    a, b, s, ds = _numpy_moments(M, mu, sigma2)
+    u = 2 * b / (tau * s)
+    value = -a / (tau * s) + float(np.logaddexp(0.0, -u)) - _LOG2
+    du = 2 * np.outer(mu, mu) / (tau * s) - (2 * b / (tau * s**2)) * ds
+    grad = -np.eye(len(mu)) / (tau * s) + (a / (tau * s**2)) * ds - _sigmoid(-u) * du
+    return value, grad
+
+
 _NEWTON_STEPS = 30
 _UNCHECKED: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] = {}
 
@@ -403,7 +448,8 @@ def minimize_over_projector(
     r"""A minimiser :math:`\hat W=\arg\min_W \texttt{loss}(W,\mu,\sigma^2,\tau)` over *all* ``(q, p)`` matrices.
 
     BFGS (scipy) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
-    from autograd, in ``W0``'s dtype. The answer is returned only when the gradient's largest entry
+    (for :func:`population_loss` and :func:`first_order_loss` in float64, the chain rule through
+    :math:`M=W^\top W` in numpy, tested against autograd; autograd otherwise), in ``W0``'s dtype. The answer is returned only when the gradient's largest entry
     is below ``gtol`` (scipy's ``success``). When BFGS stops for precision loss (its line search
     needs decreases of the loss that round-off cannot resolve), a few Newton steps on the gradient
     with the autograd Hessian (least-squares steps: the Hessian is singular along the invariances
@@ -445,7 +491,18 @@ def minimize_over_projector(
         # direction (it vanishes on the unit sphere and is minimised there along every ray).
         return scale_free(W) + (W.pow(2).sum() - 1) ** 2
 
+    numpy_core = _NUMPY_VALUE_GRAD.get(loss)
+    if numpy_core is not None and dtype == torch.float64:  # closed-form gradient, no autograd
+        mu_np = _loss_args(W0, mu, sigma2, tau)[1].detach().cpu().numpy().astype(np.float64)
+        s2_np, tau_np = float(sigma2), float(tau)
+
     def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        if numpy_core is not None and dtype == torch.float64:
+            W_np = w.reshape(shape)
+            value, grad_M = numpy_core(W_np.T @ W_np, mu_np, s2_np, tau_np)
+            radial = float(w @ w) - 1
+            grad = 2 * W_np @ grad_M + 4 * radial * W_np
+            return value + radial**2, grad.ravel()
         W = torch.tensor(w.reshape(shape), dtype=dtype, device=device, requires_grad=True)
         value = objective(W)
         (grad,) = torch.autograd.grad(value, W)
@@ -489,6 +546,8 @@ def minimize_over_projector(
 
 
 _UNCHECKED.update({population_loss: _population_loss, first_order_loss: _first_order_loss})
+_NUMPY_VALUE_GRAD: dict[Callable[..., torch.Tensor], Callable[..., Any]] = {
+    population_loss: _population_value_grad_M, first_order_loss: _first_order_value_grad_M}
 
 
 def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:

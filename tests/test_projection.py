@@ -10,6 +10,7 @@ import torch
 from scipy.optimize import minimize
 
 import clkit
+from clkit import projection
 
 DTYPE = torch.float64
 
@@ -385,3 +386,20 @@ def test_max_margin_asymptotics_match_a_brute_force_maximisation():
 def test_bad_input_raises_value_error_naming_the_argument(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+@pytest.mark.parametrize("loss", [projection.population_loss, projection.first_order_loss])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4), (5, 5)])
+def test_numpy_gradient_matches_autograd(loss, shape):
+    """The closed-form float64 gradient used by minimize_over_projector equals autograd's."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    core = projection._NUMPY_VALUE_GRAD[loss]
+    for sigma2, tau in [(0.1, 0.05), (1.0, 0.7), (4.0, 3.0)]:
+        W = torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+        mu = 2 * torch.randn(shape[1], generator=gen, dtype=torch.float64)
+        value = loss(W, mu, sigma2, tau)
+        (grad,) = torch.autograd.grad(value, W)
+        W_np = W.detach().numpy()
+        value_np, grad_M = core(W_np.T @ W_np, mu.numpy(), sigma2, tau)
+        assert value_np == pytest.approx(float(value.detach()), rel=1e-12, abs=1e-14)
+        np.testing.assert_allclose(2 * W_np @ grad_M, grad.numpy(), rtol=1e-9, atol=1e-13)
