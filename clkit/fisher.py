@@ -78,6 +78,8 @@ __all__ = [
     "minimize_clip_n",
     "minimize_population_loss",
     "train_pair_info_nce_minibatch",
+    "train_pair_info_nce_minibatch_batched",
+    "minimize_pair_info_nce_rank_one",
 ]
 
 
@@ -280,6 +282,10 @@ def attraction_term(m, weights, means, delta):
     objects (``m`` a SymPy matrix, ``weights`` a sequence of K expressions, ``means`` a sequence
     of K SymPy column vectors), so that the chapter can prove the formula symbolically.
     """
+    if isinstance(means, torch.Tensor) and isinstance(m, torch.Tensor):
+        mean = weights @ means  # vectorised torch path, the same formula
+        same = weights @ ((means @ m) * means).sum(1)
+        return delta * same + (1 - delta) * (mean @ m @ mean)
     means = list(means)
     weights = list(weights)
     mean = _weighted_sum(weights, means)
@@ -314,6 +320,9 @@ def between_class_scatter(weights, means):
     Torch (``(K,)`` weights, ``(K, d)`` means; returns ``(d, d)``) or SymPy (sequences of K
     expressions and K column vectors; returns a matrix).
     """
+    if isinstance(means, torch.Tensor) and isinstance(weights, torch.Tensor):
+        centred = means - weights @ means  # vectorised torch path, the same formula
+        return (weights[:, None] * centred).T @ centred
     means = list(means)
     weights = list(weights)
     mean = _weighted_sum(weights, means)
@@ -421,8 +430,8 @@ def expected_log_sum_exp(
     return linear + weights @ (torch.logsumexp(logits, dim=-1) @ node_weights)
 
 
-def _info_nce_pieces(m: torch.Tensor, mixture: GaussianMixture, delta: float):
-    mom = mixture_moments(mixture)
+def _info_nce_pieces(m: torch.Tensor, mixture: GaussianMixture, delta: float, mom: dict | None = None):
+    mom = mixture_moments(mixture) if mom is None else mom
     sigma, mu = mom["sigma"], mixture.means
     smooth = -attraction_term(m, mixture.weights, mu, delta) + 0.5 * torch.trace(m @ sigma @ m @ mom["s2"])
     return smooth, mu @ m @ mu.T, mu @ m @ sigma @ m @ mu.T
@@ -647,17 +656,18 @@ def _symmetric_basis(d: int, dtype: torch.dtype, device: torch.device) -> torch.
 
 
 def _info_nce_derivatives(m: torch.Tensor, mixture: GaussianMixture, delta: float, n_quadrature: int,
-                          directions: torch.Tensor | None):
+                          directions: torch.Tensor | None, mom: dict | None = None):
     """Value, gradient Z (d, d) and, for symmetric ``directions`` (q, d, d), the Hessian Gram matrix (q, q).
 
     Analytic: the smooth part is linear plus quadratic in M; G = mu M mu^T is linear and
     H = mu M Sigma M mu^T quadratic in M, and the derivatives of expected_log_sum_exp in (G, H)
     are Gaussian expectations of the cumulants of a categorical distribution (Price's theorem).
     """
-    mom = mixture_moments(mixture)
+    mom = mixture_moments(mixture) if mom is None else mom
     sigma, s2, mu = mom["sigma"], mom["s2"], mixture.means
     m_var = m.detach().clone().requires_grad_(True)
-    value = population_info_nce_m(m_var, mixture, delta, n_quadrature)
+    smooth, g_var, h_var = _info_nce_pieces(m_var, mixture, delta, mom)
+    value = smooth + expected_log_sum_exp(mixture.weights, g_var, h_var, n_quadrature)
     (z,) = torch.autograd.grad(value, m_var)
     z = 0.5 * (z + z.T)
     if directions is None:
@@ -788,18 +798,20 @@ def minimize_info_nce_psd(
     d, dtype, device = mixture.dim, mixture.dtype, mixture.device
     basis = _symmetric_basis(d, dtype, device)
 
+    moments = mixture_moments(mixture)  # once per solve: every evaluation below reuses them
+
     def derivs(m_mat: torch.Tensor, dirs: torch.Tensor | None):
-        return _info_nce_derivatives(m_mat, mixture, delta, n_quadrature, dirs)
+        return _info_nce_derivatives(m_mat, mixture, delta, n_quadrature, dirs, moments)
 
     def value_only(m_mat: torch.Tensor) -> float:
-        return float(population_info_nce_m(m_mat, mixture, delta, n_quadrature))
+        smooth, g, h = _info_nce_pieces(m_mat, mixture, delta, moments)
+        return float(smooth + expected_log_sum_exp(mixture.weights, g, h, n_quadrature))
 
     def barrier_value(m_mat: torch.Tensor, t: float) -> float:
         chol, info = torch.linalg.cholesky_ex(m_mat)
         if int(info) != 0:
             return math.inf
-        return float(population_info_nce_m(m_mat, mixture, delta, n_quadrature)) - 2 * t * float(
-            torch.log(torch.diagonal(chol)).sum())
+        return value_only(m_mat) - 2 * t * float(torch.log(torch.diagonal(chol)).sum())
 
     # Natural scales from the small-delta term M_1 (M* ~ delta M_1, L(M*) ~ -delta^2 tr(M_1 B_c) / 2):
     # the start is of the size of M*, the barrier weights are relative to the size of the loss.
@@ -1126,3 +1138,165 @@ def train_pair_info_nce_minibatch(
                 a = a - rate * m_hat / (v_hat.sqrt() + eps)
         trajectory.append(a.clone())
     return a, torch.stack(trajectory)
+
+
+def _batched_pair_info_nce(z: torch.Tensor, z_partner: torch.Tensor) -> torch.Tensor:
+    """:func:`clkit.pair_info_nce` (``temperature = 1``) of each of S batches at once: ``(S, B, r)`` -> ``(S,)``."""
+    n = z.shape[1]
+    logits = z @ z_partner.transpose(1, 2)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    negatives = torch.logsumexp(logits.masked_fill(eye, -math.inf), dim=-1) - math.log(n - 1)
+    return (negatives - logits.diagonal(dim1=-2, dim2=-1)).mean(-1)
+
+
+def train_pair_info_nce_minibatch_batched(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    a0: torch.Tensor,
+    *,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    generators: list[torch.Generator],
+    drop_last: bool = False,
+    show_progress: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":func:`train_pair_info_nce_minibatch` (Adam) for S independent training sets at once.
+
+    ``x, x_hat``: ``(S, n, d)``, ``a0``: ``(S, d, r)``, ``generators``: S generators, generator
+    ``s`` drawing the epoch permutations of set ``s`` exactly as the unbatched function would. The
+    S problems share nothing: each step is Adam on :math:`\sum_s\mathcal L_{B_s}(A_s)`, whose
+    gradient in :math:`A_s` is that of :math:`\mathcal L_{B_s}(A_s)` alone, and Adam acts entrywise,
+    so every set follows the unbatched iterates (up to round-off) at the cost of one batched step.
+    Returns ``(a, trajectory)`` of shapes ``(S, d, r)`` and ``(S, epochs + 1, d, r)``.
+
+    Raises:
+        ValueError: naming the argument, for inconsistent shapes, non-finite inputs, a batch size
+            outside ``[2, n]``, non-positive ``epochs`` or ``lr``, or a wrong number of generators.
+    """
+    check_shape("x", x, (None, None, None))
+    s_count, n, d = x.shape
+    check_shape("x_hat", x_hat, (s_count, n, d))
+    check_shape("a0", a0, (s_count, d, None))
+    for name, t in (("x", x), ("x_hat", x_hat), ("a0", a0)):
+        check_finite(name, t)
+    if len(generators) != s_count:
+        raise ValueError(f"generators must hold {s_count} generators, got {len(generators)}")
+    if n < 2:
+        raise ValueError(f"x must hold at least two pairs per set, got {n}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (2 <= batch_size <= n):
+        raise ValueError(f"batch_size must be an int in [2, {n}], got {batch_size!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    lr = check_positive("lr", lr)
+    x = x.to(dtype=a0.dtype, device=a0.device)
+    x_hat = x_hat.to(dtype=a0.dtype, device=a0.device)
+    a = a0.detach().clone()
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # Kingma & Ba 2015, Algorithm 1
+    m, v = torch.zeros_like(a), torch.zeros_like(a)
+    starts = [s for s in range(0, n, batch_size) if n - s >= (batch_size if drop_last else 2)]
+    total_steps = epochs * len(starts)
+    step = 0
+    trajectory = [a.clone()]
+    rows = torch.arange(s_count, device=x.device)[:, None]
+    disable = None if show_progress is None else not show_progress
+    for _ in progress(range(epochs), desc="minibatch InfoNCE (batched)", disable=disable):
+        order = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in generators]).to(x.device)
+        for s in starts:
+            idx = order[:, s : s + batch_size]
+            a_var = a.requires_grad_(True)
+            xb, xhb = x[rows, idx], x_hat[rows, idx]
+            (grad,) = torch.autograd.grad(_batched_pair_info_nce(xb @ a_var, xhb @ a_var).sum(), a_var)
+            a = a.detach()
+            rate = lr * (1.0 - step / total_steps)
+            step += 1
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad * grad
+            m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+            a = a - rate * m_hat / (v_hat.sqrt() + eps)
+        trajectory.append(a.clone())
+    return a, torch.stack(trajectory, dim=1)
+
+
+def _rank_one_pair_derivatives(x: torch.Tensor, x_hat: torch.Tensor, a: torch.Tensor):
+    """Value (S,), gradient (S, d) and Hessian (S, d, d) of the pair InfoNCE of f(x) = a^T x, a in R^d.
+
+    With z = Xa, z^ = X^a, S_ij = z_i z^_j and P_ij the softmax of row i over j != i:
+    grad = (X^T(P z^ - z^) + X^^T(P^T z - z))/n and, with u_ij = z_i x^_j + z^_j x_i,
+    Hess = (1/n) sum_i [sum_j P_ij(x_i x^_j^T + x^_j x_i^T + u_ij u_ij^T) - u_i u_i^T
+    - x_i x^_i^T - x^_i x_i^T], u_i = sum_j P_ij u_ij.
+    """
+    n = x.shape[1]
+    z = (x @ a.unsqueeze(-1)).squeeze(-1)
+    zh = (x_hat @ a.unsqueeze(-1)).squeeze(-1)
+    logits = z.unsqueeze(-1) * zh.unsqueeze(-2)
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    masked = logits.masked_fill(eye, -math.inf)
+    lse = torch.logsumexp(masked, dim=-1)
+    value = (lse - math.log(n - 1) - z * zh).mean(-1)
+    p = torch.exp(masked - lse.unsqueeze(-1))
+    p_zh = (p @ zh.unsqueeze(-1)).squeeze(-1)  # (S, n)
+    pt_z = (p.transpose(1, 2) @ z.unsqueeze(-1)).squeeze(-1)
+    xt = x.transpose(1, 2)
+    xht = x_hat.transpose(1, 2)
+    grad = ((xt @ (p_zh - zh).unsqueeze(-1)) + (xht @ (pt_z - z).unsqueeze(-1))).squeeze(-1) / n
+    p_xh = p @ x_hat  # (S, n, d)
+    cross = xt @ (p + p * z.unsqueeze(-1) * zh.unsqueeze(-2)) @ x_hat  # sum_ij P_ij (1 + z_i z^_j) x_i x^_j^T
+    t3 = (xht * (p.transpose(1, 2) @ (z * z).unsqueeze(-1)).transpose(1, 2)) @ x_hat
+    t3 = t3 + (xt * (p @ (zh * zh).unsqueeze(-1)).transpose(1, 2)) @ x
+    u = z.unsqueeze(-1) * p_xh + p_zh.unsqueeze(-1) * x
+    own = xt @ x_hat
+    hess = (cross + cross.transpose(1, 2) + t3 - u.transpose(1, 2) @ u - own - own.transpose(1, 2)) / n
+    return value, grad, 0.5 * (hess + hess.transpose(1, 2))
+
+
+def minimize_pair_info_nce_rank_one(
+    x: torch.Tensor, x_hat: torch.Tensor, a0: torch.Tensor, *, gtol: float = 1e-13, max_steps: int = 100
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""Full-batch minimiser of :func:`clkit.pair_info_nce` for :math:`f(x) = a^\top x`, :math:`a\in\mathbb R^d`, S sets at once.
+
+    Saddle-free Newton (exact analytic gradient and Hessian of the rank-one pair InfoNCE, see the
+    source; :math:`|`eigenvalues:math:`|` of the Hessian, so each step descends even near the
+    saddle :math:`a = 0`) with a backtracking Armijo line search per set; near a minimiser full
+    steps converge quadratically. ``x, x_hat``: ``(S, n, d)``; ``a0``: ``(S, d, 1)``. Stops when
+    every set's largest gradient entry is below ``gtol``, after ``max_steps`` steps, or after three
+    steps in which neither the loss nor the gradient decreased (round-off). Optimality is not assumed: check the gradient of the
+    returned point independently. Returns ``(a, gradient, steps)`` with ``a`` ``(S, d, 1)``.
+
+    Raises:
+        ValueError: naming the argument, for inconsistent shapes or ``a0`` with more than one column.
+    """
+    check_shape("x", x, (None, None, None))
+    s_count, n, d = x.shape
+    check_shape("x_hat", x_hat, (s_count, n, d))
+    check_shape("a0", a0, (s_count, d, 1))
+    check_positive("gtol", gtol)
+    a = a0[..., 0].detach().clone()
+    best_score, stall, steps, progressed = math.inf, 0, 0, True
+    value, grad, hess = _rank_one_pair_derivatives(x, x_hat, a)
+    for steps in range(1, max_steps + 1):
+        score = float(grad.abs().max())
+        if score < gtol:
+            break
+        stall = 0 if score < best_score or progressed else stall + 1
+        best_score = min(best_score, score)
+        if stall >= 3:
+            break
+        evals, evecs = torch.linalg.eigh(hess)
+        evals = evals.abs().clamp_min(1e-12 * float(evals.abs().max()))
+        step = (evecs @ ((evecs.transpose(1, 2) @ grad.unsqueeze(-1)) / evals.unsqueeze(-1))).squeeze(-1)
+        slope = (grad * step).sum(-1)
+        s = torch.ones(s_count, dtype=a.dtype, device=a.device)
+        slack = 64 * torch.finfo(a.dtype).eps * value.abs().clamp_min(1.0)
+        for _ in range(40):
+            trial = a - s.unsqueeze(-1) * step
+            v_trial = _batched_pair_info_nce(x @ trial.unsqueeze(-1), x_hat @ trial.unsqueeze(-1))
+            ok = v_trial <= value - 0.25 * s * slope + slack
+            if bool(ok.all()):
+                break
+            s = torch.where(ok, s, 0.5 * s)
+        a = a - s.unsqueeze(-1) * step
+        previous = value
+        value, grad, hess = _rank_one_pair_derivatives(x, x_hat, a)
+        progressed = bool((value < previous - slack).any())
+    return a.unsqueeze(-1), grad, steps

@@ -510,3 +510,51 @@ def test_minibatch_training_bad_input_raises_value_error_naming_the_argument(kwa
         clkit.train_pair_info_nce_minibatch(x, x_hat[:-1], a0, batch_size=16, epochs=2, lr=0.05, generator=_gen(5))
     with pytest.raises(ValueError, match="a0"):
         clkit.train_pair_info_nce_minibatch(x, x_hat, a0[:-1], batch_size=16, epochs=2, lr=0.05, generator=_gen(5))
+
+
+def test_batched_minibatch_training_follows_each_unbatched_run():
+    sets = [_pairs(seed=30 + s) for s in range(3)]
+    x = torch.stack([p[0] for p in sets])
+    x_hat = torch.stack([p[1] for p in sets])
+    a0 = torch.stack([p[2] for p in sets])
+    a_b, traj_b = clkit.train_pair_info_nce_minibatch_batched(
+        x, x_hat, a0, batch_size=16, epochs=3, lr=0.05, generators=[_gen(40 + s) for s in range(3)],
+        drop_last=True)
+    assert traj_b.shape == (3, 4) + tuple(a0.shape[1:])
+    for s in range(3):
+        a_s, traj_s = clkit.train_pair_info_nce_minibatch(
+            x[s], x_hat[s], a0[s], batch_size=16, epochs=3, lr=0.05, generator=_gen(40 + s), drop_last=True)
+        torch.testing.assert_close(a_b[s], a_s, rtol=0, atol=1e-12)
+        torch.testing.assert_close(traj_b[s], traj_s, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="generators"):
+        clkit.train_pair_info_nce_minibatch_batched(x, x_hat, a0, batch_size=16, epochs=1, lr=0.05,
+                                                    generators=[_gen(1)])
+
+
+def test_rank_one_newton_derivatives_match_autograd_and_its_minimiser_matches_lbfgs():
+    from clkit.fisher import _rank_one_pair_derivatives
+
+    sets = [_pairs(seed=50 + s) for s in range(2)]
+    x = torch.stack([p[0] for p in sets])
+    x_hat = torch.stack([p[1] for p in sets])
+    a0 = torch.stack([p[2][:, :1] for p in sets])
+    value, grad, hess = _rank_one_pair_derivatives(x, x_hat, a0[..., 0])
+    for s in range(2):
+        def loss(v: torch.Tensor, s: int = s) -> torch.Tensor:
+            return clkit.pair_info_nce(x[s] @ v[:, None], x_hat[s] @ v[:, None])
+
+        torch.testing.assert_close(value[s], loss(a0[s, :, 0]), rtol=0, atol=1e-13)
+        torch.testing.assert_close(hess[s], torch.autograd.functional.hessian(loss, a0[s, :, 0]),
+                                   rtol=0, atol=1e-12)
+        v = a0[s, :, 0].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(v), v)
+        torch.testing.assert_close(grad[s], g, rtol=0, atol=1e-13)
+    a_n, grad_n, _ = clkit.minimize_pair_info_nce_rank_one(x, x_hat, a0)
+    assert float(grad_n.abs().max()) < 1e-12
+    for s in range(2):
+        (a_l,), fit = clkit.minimize_population_loss(
+            lambda b, s=s: clkit.pair_info_nce(x[s] @ b, x_hat[s] @ b), (a0[s],), gtol=1e-10)
+        assert float(np.abs(fit.jac).max()) < 1e-9
+        assert float(clkit.principal_angles(a_l, a_n[s]).max()) < 1e-6
+        # the same point, not its mirror image -a, nor a different critical point
+        assert abs(float(fit.fun) - float(clkit.pair_info_nce(x[s] @ a_n[s], x_hat[s] @ a_n[s]))) < 1e-12
