@@ -369,9 +369,10 @@ def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
     :math:`\tau` is :func:`exact_threshold`.
 
     Args:
-        tau, sigma2, mu_norm2: > 0; floats, or SymPy expressions (then the result is one).
+        tau, sigma2, mu_norm2: > 0; floats, numpy arrays (broadcast; then the result is an
+            array) or SymPy expressions (then the result is one).
 
-    Returns a float, or a SymPy expression when an argument is symbolic.
+    Returns a float, an array, or a SymPy expression when an argument is symbolic.
 
     Raises:
         ValueError: naming the argument, if a numeric argument is not finite and > 0.
@@ -380,6 +381,19 @@ def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
         import sympy
 
         exp = sympy.exp
+    elif any(isinstance(v, np.ndarray) for v in (tau, sigma2, mu_norm2)):
+        arrays = {}
+        for name, value in (("tau", tau), ("sigma2", sigma2), ("mu_norm2", mu_norm2)):
+            if isinstance(value, bool):
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+            value = np.asarray(value, dtype=np.float64)
+            if not np.isfinite(value).all() or (value <= 0).any():
+                raise ValueError(f"{name} must be finite and > 0")
+            arrays[name] = value
+        tau, sigma2, mu_norm2 = arrays["tau"], arrays["sigma2"], arrays["mu_norm2"]
+
+        def exp(x: np.ndarray) -> np.ndarray:
+            return np.exp(np.minimum(x, 700.0))
     else:
         values = _scalar_params(tau=tau, sigma2=sigma2, mu_norm2=mu_norm2)
         tau, sigma2, mu_norm2 = values["tau"], values["sigma2"], values["mu_norm2"]

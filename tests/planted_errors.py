@@ -129,7 +129,11 @@ def _rank_one_slope_without_last_term(original: Callable[..., Any]) -> Callable[
 
         import sympy
 
-        exp = sympy.exp if any(isinstance(x, sympy.Basic) for x in (tau, sigma2, mu_norm2)) else math.exp
+        import numpy as np
+
+        symbolic = any(isinstance(x, sympy.Basic) for x in (tau, sigma2, mu_norm2))
+        arrays = any(isinstance(x, np.ndarray) for x in (tau, sigma2, mu_norm2))
+        exp = sympy.exp if symbolic else (lambda x: np.exp(np.minimum(x, 700.0))) if arrays else math.exp
         w = 1 + sigma2
         s = w + mu_norm2
         c = 1 / (2 * tau * s)

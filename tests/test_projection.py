@@ -403,3 +403,13 @@ def test_numpy_gradient_matches_autograd(loss, shape):
         value_np, grad_M = core(W_np.T @ W_np, mu.numpy(), sigma2, tau)
         assert value_np == pytest.approx(float(value.detach()), rel=1e-12, abs=1e-14)
         np.testing.assert_allclose(2 * W_np @ grad_M, grad.numpy(), rtol=1e-9, atol=1e-13)
+
+
+def test_rank_one_derivative_on_arrays_equals_the_scalar_formula():
+    taus = np.geomspace(1e-3, 50.0, 37)
+    values = clkit.rank_one_derivative(taus, 0.7, 2.5)
+    assert isinstance(values, np.ndarray) and values.shape == taus.shape
+    expected = [clkit.rank_one_derivative(float(t), 0.7, 2.5) for t in taus]
+    np.testing.assert_allclose(values, expected, rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="tau"):
+        clkit.rank_one_derivative(np.array([1.0, -1.0]), 0.7, 2.5)
