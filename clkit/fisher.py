@@ -835,7 +835,11 @@ def minimize_info_nce_psd(
                 break
             direction = torch.einsum("q,qab->ab", step, basis)
             f0, s = barrier_value(m, t), 1.0
-            while s > 1e-12 and not barrier_value(m + s * direction, t) <= f0 - 0.25 * s * decrement:
+            # Armijo up to the round-off of the loss (as in the face Newton below): once the
+            # decrement is at round-off, the full Newton step is taken and the stage ends, instead
+            # of halving the step until the test passes on noise
+            slack = 64 * torch.finfo(dtype).eps * max(1.0, abs(f0))
+            while s > 1e-12 and not barrier_value(m + s * direction, t) <= f0 - 0.25 * s * decrement + slack:
                 s *= 0.5
             if s <= 1e-12:  # no acceptable step: solved to round-off
                 break
