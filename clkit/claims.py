@@ -394,15 +394,19 @@ def _summary(claims: list[Claim] | tuple[Claim, ...]) -> str:
     return " · ".join(parts)
 
 
-_MATH = re.compile(r"\$([^$]+)\$")
+_MATH = re.compile(r"\$([^$]+)\$|`([^`]+)`")
 
 
 def _html_with_math(text: str) -> str:
-    """Escape ``text`` for HTML, turning ``$…$`` into spans that the book's MathJax typesets."""
+    """Escape ``text`` for HTML, turning ``$…$`` into spans that the book's MathJax typesets and
+    ```…``` into code."""
     out, last = [], 0
     for m in _MATH.finditer(text):
         out.append(html.escape(text[last:m.start()]))
-        out.append(f'<span class="math notranslate nohighlight">\\({html.escape(m.group(1))}\\)</span>')
+        if m.group(1) is not None:
+            out.append(f'<span class="math notranslate nohighlight">\\({html.escape(m.group(1))}\\)</span>')
+        else:
+            out.append(f"<code>{html.escape(m.group(2))}</code>")
         last = m.end()
     out.append(html.escape(text[last:]))
     return "".join(out)
