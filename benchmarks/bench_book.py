@@ -45,6 +45,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from run_chapter import temporary_environment  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 IMPORT_CELL = "import clkit\nimport matplotlib.pyplot"
@@ -134,10 +137,8 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
             f"_bench_profile.disable()\n_bench_profile.dump_stats({str(profile_to)!r})"))
     n_head = len(head)
     notebook.cells = head + notebook.cells + tail
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     out: dict = {"cells": {}, "error": None, "load_before": load()}
-    try:
+    with temporary_environment(env):
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         t0 = time.perf_counter()
@@ -161,12 +162,6 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
             except Exception as err:  # a failing cell: keep the timings so far
                 out["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
             out["wall"] = time.perf_counter() - t0
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     out["load_after"] = load()
     return out
 

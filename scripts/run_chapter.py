@@ -8,14 +8,31 @@ Exits 1 if a cell (and so a claim) fails. The tests use :func:`execute_myst` the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def temporary_environment(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` (a kernel started inside inherits it); restore on exit."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def execute_myst(path: Path, claims_dir: Path, scale: str = "smoke", timeout: int = 900,
@@ -34,18 +51,10 @@ def execute_myst(path: Path, claims_dir: Path, scale: str = "smoke", timeout: in
     if preamble:
         notebook.cells.insert(0, nbformat.v4.new_code_cell(preamble))
     env = {"CLKIT_SCALE": scale, "CLKIT_CLAIMS_DIR": str(claims_dir), "MPLBACKEND": "Agg"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environment(env):
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def main() -> int:
