@@ -206,6 +206,7 @@ class Claims:
         self.chapter = chapter
         self.directory = claims_directory() if directory == "auto" else (Path(directory) if directory else None)
         self._claims: list[Claim] = []
+        self._encoded: list[str] = []  # JSON of each claim, in order (see save)
 
     def __len__(self) -> int:
         return len(self._claims)
@@ -341,14 +342,22 @@ class Claims:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.chapter}.json"
-        payload = {
+        head = {
             "chapter": self.chapter,
             "all_passed": self.all_passed,
             "summary": self.summary(),
             "counts": {k: self.count(k) for k in CLAIM_KINDS},
-            "claims": self.to_records(),
         }
-        path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+        # One claim per line, each encoded once and kept: the file is rewritten after every
+        # claim (so a failing chapter leaves its claims so far), and re-encoding every record
+        # with ``indent`` (pure-Python encoder) made saving quadratic in the number of claims.
+        while len(self._encoded) < len(self._claims):
+            self._encoded.append(json.dumps(asdict(self._claims[len(self._encoded)]), allow_nan=True))
+        lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items())
+        body = ",\n    ".join(self._encoded)
+        text = f"{{\n{lines},\n  \"claims\": [\n    {body}\n  ]\n}}\n" if self._encoded else \
+            f"{{\n{lines},\n  \"claims\": []\n}}\n"
+        path.write_text(text, encoding="utf-8")
         return path
 
     def table(self, *, json_url: str | None = None, open_: bool = False) -> "ClaimsTable":

@@ -1222,6 +1222,34 @@ def train_pair_info_nce_minibatch_batched(
     return a, torch.stack(trajectory, dim=1)
 
 
+def _rank_one_softmax(z: torch.Tensor, zh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row softmax over ``j != i`` of the rank-one logits ``z_i zh_j`` and its log-normaliser.
+
+    ``z, zh``: ``(S, n)``. Returns ``(P, lse)`` with ``P`` ``(S, n, n)`` (zero diagonal) and
+    ``lse_i = log sum_{j != i} exp(z_i zh_j)``. The row maximum over ``j != i`` is known without
+    forming the logits (``z_i`` times the largest or smallest ``zh_j``, ``j != i``, from the top
+    two and bottom two of ``zh``), so the matrix is formed once, shifted, by one ``baddbmm`` and
+    exponentiated in place: five passes over ``n^2`` entries instead of about fifteen.
+    """
+    n = z.shape[-1]
+    rows = torch.arange(n, device=z.device)
+    top, bottom = zh.topk(2, dim=-1), zh.topk(2, dim=-1, largest=False)
+    hi = torch.where(rows == top.indices[..., :1], top.values[..., 1:], top.values[..., :1])
+    lo = torch.where(rows == bottom.indices[..., :1], bottom.values[..., 1:], bottom.values[..., :1])
+    shift = torch.where(z >= 0, z * hi, z * lo)  # max_{j != i} z_i zh_j
+    p = torch.baddbmm(-shift.unsqueeze(-1), z.unsqueeze(-1), zh.unsqueeze(-2)).exp_()
+    p.diagonal(dim1=-2, dim2=-1).zero_()
+    total = p.sum(-1)  # >= 1: the row maximum contributes exp(0)
+    p.div_(total.unsqueeze(-1))
+    return p, shift + total.log()
+
+
+def _rank_one_pair_value(z: torch.Tensor, zh: torch.Tensor) -> torch.Tensor:
+    """:func:`clkit.pair_info_nce` of the rank-one codes ``z, zh`` ``(S, n)`` of S sets: ``(S,)``."""
+    _, lse = _rank_one_softmax(z, zh)
+    return (lse - math.log(z.shape[-1] - 1) - z * zh).mean(-1)
+
+
 def _rank_one_pair_derivatives(x: torch.Tensor, x_hat: torch.Tensor, a: torch.Tensor):
     """Value (S,), gradient (S, d) and Hessian (S, d, d) of the pair InfoNCE of f(x) = a^T x, a in R^d.
 
@@ -1229,25 +1257,24 @@ def _rank_one_pair_derivatives(x: torch.Tensor, x_hat: torch.Tensor, a: torch.Te
     grad = (X^T(P z^ - z^) + X^^T(P^T z - z))/n and, with u_ij = z_i x^_j + z^_j x_i,
     Hess = (1/n) sum_i [sum_j P_ij(x_i x^_j^T + x^_j x_i^T + u_ij u_ij^T) - u_i u_i^T
     - x_i x^_i^T - x^_i x_i^T], u_i = sum_j P_ij u_ij.
+    Every sum over j is one product of P with a thin matrix: P [X^, z^ X^, z^, z^^2] and
+    P^T [z, z^2] are the only passes over P (``cross`` = sum_ij P_ij (1 + z_i z^_j) x_i x^_j^T
+    = X^T (P X^) + (zX)^T (P (z^X^))).
     """
-    n = x.shape[1]
+    n, d = x.shape[1], x.shape[2]
     z = (x @ a.unsqueeze(-1)).squeeze(-1)
     zh = (x_hat @ a.unsqueeze(-1)).squeeze(-1)
-    logits = z.unsqueeze(-1) * zh.unsqueeze(-2)
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    masked = logits.masked_fill(eye, -math.inf)
-    lse = torch.logsumexp(masked, dim=-1)
+    p, lse = _rank_one_softmax(z, zh)
     value = (lse - math.log(n - 1) - z * zh).mean(-1)
-    p = torch.exp(masked - lse.unsqueeze(-1))
-    p_zh = (p @ zh.unsqueeze(-1)).squeeze(-1)  # (S, n)
-    pt_z = (p.transpose(1, 2) @ z.unsqueeze(-1)).squeeze(-1)
+    right = p @ torch.cat([x_hat, x_hat * zh.unsqueeze(-1), zh.unsqueeze(-1), (zh * zh).unsqueeze(-1)], -1)
+    p_xh, p_zxh, p_zh, p_zh2 = right[..., :d], right[..., d:2 * d], right[..., 2 * d], right[..., 2 * d + 1]
+    left = p.transpose(1, 2) @ torch.stack([z, z * z], -1)
+    pt_z, pt_z2 = left[..., 0], left[..., 1]
     xt = x.transpose(1, 2)
     xht = x_hat.transpose(1, 2)
     grad = ((xt @ (p_zh - zh).unsqueeze(-1)) + (xht @ (pt_z - z).unsqueeze(-1))).squeeze(-1) / n
-    p_xh = p @ x_hat  # (S, n, d)
-    cross = xt @ (p + p * z.unsqueeze(-1) * zh.unsqueeze(-2)) @ x_hat  # sum_ij P_ij (1 + z_i z^_j) x_i x^_j^T
-    t3 = (xht * (p.transpose(1, 2) @ (z * z).unsqueeze(-1)).transpose(1, 2)) @ x_hat
-    t3 = t3 + (xt * (p @ (zh * zh).unsqueeze(-1)).transpose(1, 2)) @ x
+    cross = xt @ p_xh + (xt * z.unsqueeze(1)) @ p_zxh
+    t3 = (xht * pt_z2.unsqueeze(1)) @ x_hat + (xt * p_zh2.unsqueeze(1)) @ x
     u = z.unsqueeze(-1) * p_xh + p_zh.unsqueeze(-1) * x
     own = xt @ x_hat
     hess = (cross + cross.transpose(1, 2) + t3 - u.transpose(1, 2) @ u - own - own.transpose(1, 2)) / n
@@ -1294,7 +1321,8 @@ def minimize_pair_info_nce_rank_one(
         slack = 64 * torch.finfo(a.dtype).eps * value.abs().clamp_min(1.0)
         for _ in range(40):
             trial = a - s.unsqueeze(-1) * step
-            v_trial = _batched_pair_info_nce(x @ trial.unsqueeze(-1), x_hat @ trial.unsqueeze(-1))
+            v_trial = _rank_one_pair_value((x @ trial.unsqueeze(-1)).squeeze(-1),
+                                           (x_hat @ trial.unsqueeze(-1)).squeeze(-1))
             ok = v_trial <= value - 0.25 * s * slope + slack
             if bool(ok.all()):
                 break

@@ -237,8 +237,9 @@ def derive_series(
     diff = expr_s - expected_s
     poly = sp.series(diff, var, point, order + (1 if sharp else 0)).removeO()
     x = var - point
-    coeffs = [sp.simplify(poly.coeff(x, k) if k else poly.subs(var, point)) for k in range(order)]
-    proved = all(c == 0 for c in coeffs)
+    coeffs = [poly.coeff(x, k) if k else poly.subs(var, point) for k in range(order)]
+    # each coefficient through the cheapest-first chain of _reduces_to_zero (``simplify`` last)
+    proved = all(_reduces_to_zero(c)[0] for c in coeffs)
     method = f"series to order {order}"
     if proved and sharp:
         lead = sp.simplify(sp.expand(poly).coeff(x, order))
