@@ -27,6 +27,7 @@ error of a linear classifier on :math:`z=Wh`, and the max-margin classifier.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -236,12 +237,20 @@ def _first_order_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, t
     return -a / (tau * s) + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
 
 
+@functools.lru_cache(maxsize=16)
+def _eye(p: int) -> np.ndarray:
+    eye = np.eye(p)
+    eye.setflags(write=False)
+    return eye
+
+
 def _numpy_moments(M: np.ndarray, mu: np.ndarray, sigma2: float):
     a = float(np.trace(M))
-    b = float(mu @ M @ mu)
+    Mmu = M @ mu
+    b = float(mu @ Mmu)
     s = (1 + sigma2) * a + b
-    ds = (1 + sigma2) * np.eye(len(mu)) + np.outer(mu, mu)  # d s / d M
-    return a, b, s, ds
+    ds = (1 + sigma2) * _eye(len(mu)) + np.outer(mu, mu)  # d s / d M
+    return a, b, s, ds, Mmu
 
 
 def _sigmoid(z: float) -> float:
@@ -251,33 +260,31 @@ def _sigmoid(z: float) -> float:
 def _population_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau: float):
     r""":math:`\mathcal C` and :math:`\partial\mathcal C/\partial M` in float64 numpy (same closed form
     as :func:`population_loss`; chain rule through :math:`a,b,s,k=2cv,q=\mu^\top A^{-1}M\mu`)."""
-    a, b, s, ds = _numpy_moments(M, mu, sigma2)
-    p = len(mu)
+    a, b, s, ds, Mmu = _numpy_moments(M, mu, sigma2)
     v = 2 * (1 + sigma2)
     k = v / (tau * s)  # 2 c v
-    A = np.eye(p) + k * M
-    L = np.linalg.cholesky(A)
-    logdet = 2 * float(np.log(np.diag(L)).sum())
+    A = _eye(len(mu)) + k * M
+    logdet = 2 * float(np.log(np.diag(np.linalg.cholesky(A))).sum())
     A_inv = np.linalg.inv(A)
     y = A_inv @ mu
-    q = float(mu @ A_inv @ (M @ mu))
+    q = float(y @ Mmu)
     z = -2 * q / (tau * s)
-    value = sigma2 * a / (tau * s) - 0.5 * logdet + (np.logaddexp(0.0, z) - _LOG2)
+    value = sigma2 * a / (tau * s) - 0.5 * logdet + (math.log1p(math.exp(-abs(z))) + max(z, 0.0) - _LOG2)
     dk = -(k / s) * ds
     dq = np.outer(y, y) + ((-q + float(y @ M @ y)) / k) * dk
-    grad = (sigma2 / tau) * (np.eye(p) / s - (a / s**2) * ds)
-    grad = grad - 0.5 * (k * A_inv + float(np.sum(A_inv * M)) * dk)
+    grad = (sigma2 / tau) * (_eye(len(mu)) / s - (a / s**2) * ds)
+    grad = grad - 0.5 * (k * A_inv + float(np.vdot(A_inv, M)) * dk)
     grad = grad + _sigmoid(z) * (-2 / (tau * s) * dq + (2 * q / (tau * s**2)) * ds)
     return float(value), grad
 
 
 def _first_order_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau: float):
     r""":math:`\widetilde{\mathcal L}` and :math:`\partial\widetilde{\mathcal L}/\partial M` in float64 numpy."""
-    a, b, s, ds = _numpy_moments(M, mu, sigma2)
+    a, b, s, ds, _ = _numpy_moments(M, mu, sigma2)
     u = 2 * b / (tau * s)
-    value = -a / (tau * s) + float(np.logaddexp(0.0, -u)) - _LOG2
+    value = -a / (tau * s) + (math.log1p(math.exp(-abs(u))) + max(-u, 0.0)) - _LOG2
     du = 2 * np.outer(mu, mu) / (tau * s) - (2 * b / (tau * s**2)) * ds
-    grad = -np.eye(len(mu)) / (tau * s) + (a / (tau * s**2)) * ds - _sigmoid(-u) * du
+    grad = -_eye(len(mu)) / (tau * s) + (a / (tau * s**2)) * ds - _sigmoid(-u) * du
     return value, grad
 
 
