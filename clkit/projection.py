@@ -33,7 +33,6 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
-from scipy.optimize import brentq, minimize, minimize_scalar, nnls
 from scipy.special import ndtr
 
 from ._validation import check_finite, check_matrix, check_positive, check_shape
@@ -452,6 +451,8 @@ def exact_threshold(sigma2: float, mu_norm2: float) -> float:
         hi += math.log(2.0)
     while slope(lo) > 0:
         lo -= math.log(2.0)
+    from scipy.optimize import brentq  # here, not at import: 0.3 s saved where unused
+
     return math.exp(brentq(slope, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
@@ -553,6 +554,8 @@ def minimize_over_projector(
             w = w - step
         _, g = value_and_grad(w)
         return w, float(np.abs(g).max())
+
+    from scipy.optimize import minimize
 
     x = W0.detach().cpu().numpy().ravel()
     for _ in range(max_restarts + 1):
@@ -759,6 +762,8 @@ def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     E = np.vstack([G.T, np.ones((1, n))])
     f = np.zeros(d + 1)
     f[-1] = 1.0
+    from scipy.optimize import nnls
+
     u, _ = nnls(E, f, maxiter=50 * (n + d))
     r = E @ u - f
     if abs(r[-1]) < 1e-10:
@@ -796,6 +801,8 @@ def _margin_at(alpha: float, r: float, delta: float, m: float) -> float:
     hi = 1.0
     while gap(hi) < 0:
         hi *= 2
+    from scipy.optimize import brentq
+
     return brentq(gap, 0.0, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
 
 
@@ -843,6 +850,8 @@ def max_margin_asymptotics(delta: float, mu_norm2: float, eta: float) -> MaxMarg
         kappa = _margin_at(*point(theta), delta, m)
         return -kappa if math.isfinite(kappa) else 1e300
 
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(negative_margin, bounds=(1e-12, math.pi / 2 - 1e-12), method="bounded",
                           options={"xatol": 1e-12})
     alpha, r = point(float(res.x))
@@ -875,5 +884,7 @@ def separability_threshold(mu_norm2: float) -> float:
     h = lambda t: (1 + t * t) * _positive_part_second_moment(-t * m / math.sqrt(1 + t * t), 1.0)  # noqa: E731
     if m == 0:
         return 1 / h(0.0)
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(h, bounds=(0.0, 1e3), method="bounded", options={"xatol": 1e-12})
     return 1 / min(res.fun, h(0.0))
