@@ -609,12 +609,12 @@ def _log_sum_exp_cumulants(weights: torch.Tensor, t: torch.Tensor, node_weights:
     return e1, e2.reshape(j, k1, k1), e3.reshape(j, k1, k1, k1), e4
 
 
-def _phi_directional(weights, g, h, n_quadrature, dg, dh, d2h):
-    """Gradient pairing and Hessian Gram matrix of expected_log_sum_exp along directions.
+def _phi_cumulants(weights, g, h, n_quadrature):
+    """Node averages of the cumulants 1-4 of expected_log_sum_exp's integrand, per component (K > 1).
 
-    ``dg``, ``dh``: (q, K, K) first derivatives of G and H along q directions; ``d2h``: a function
-    (i, j) -> second derivative of H, given as the (q, q, K, K) tensor. Gaussian expectations of
-    l(c + L xi) differentiate by Price's theorem: d/dc -> E l', d/dS -> E l''/2, and so on.
+    The same nodes as :func:`expected_log_sum_exp` (same jitter): ``t = c_j + L xi`` with
+    ``c_j = G[1:, j] - G[0, j]`` and ``L L^T = D H D^T``. Returns ``(e1, e2, e3, e4)`` as in
+    :func:`_log_sum_exp_cumulants`.
     """
     k = weights.shape[0]
     h = 0.5 * (h + h.T)
@@ -624,7 +624,18 @@ def _phi_directional(weights, g, h, n_quadrature, dg, dh, d2h):
     nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
     centres = (g[1:] - g[:1]).T  # (K, K-1)
     t = centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
-    e1, e2, e3, e4 = _log_sum_exp_cumulants(weights, t, node_weights)
+    return _log_sum_exp_cumulants(weights, t, node_weights)
+
+
+def _phi_directional(weights, g, h, n_quadrature, dg, dh, d2h, cumulants=None):
+    """Gradient pairing and Hessian Gram matrix of expected_log_sum_exp along directions.
+
+    ``dg``, ``dh``: (q, K, K) first derivatives of G and H along q directions; ``d2h``: a function
+    (i, j) -> second derivative of H, given as the (q, q, K, K) tensor. Gaussian expectations of
+    l(c + L xi) differentiate by Price's theorem: d/dc -> E l', d/dS -> E l''/2, and so on.
+    ``cumulants``: :func:`_phi_cumulants` at (g, h), if already computed.
+    """
+    e1, e2, e3, e4 = _phi_cumulants(weights, g, h, n_quadrature) if cumulants is None else cumulants
     dc = (dg[:, 1:, :] - dg[:, :1, :]).transpose(1, 2)  # (q, K(j), K-1)
 
     def to_s(x):  # K x K symmetric perturbation of H -> (K-1) x (K-1) perturbation of S
@@ -661,18 +672,41 @@ def _info_nce_derivatives(m: torch.Tensor, mixture: GaussianMixture, delta: floa
     Analytic: the smooth part is linear plus quadratic in M; G = mu M mu^T is linear and
     H = mu M Sigma M mu^T quadratic in M, and the derivatives of expected_log_sum_exp in (G, H)
     are Gaussian expectations of the cumulants of a categorical distribution (Price's theorem).
+    The gradient, by hand (the tests compare it with autograd): with the attraction matrix
+    B = delta sum_k w_k mu_k mu_k^T + (1 - delta) mu_bar mu_bar^T,
+
+        Z = -B + (Sigma M S2 + S2 M Sigma)/2 + mu^T Gamma_G mu + Q M Sigma + Sigma M Q,
+
+    Gamma_G = d phi/dG (row 0: w_j (1 - sum_a E l'_a), rows a+1: w_j E l'_a, per column j),
+    Q = mu^T D^T (sum_j w_j E l''_j / 2) D mu with D = [-1, I] (d phi/dH through DHD^T).
     """
     mom = mixture_moments(mixture) if mom is None else mom
-    sigma, s2, mu = mom["sigma"], mom["s2"], mixture.means
-    m_var = m.detach().clone().requires_grad_(True)
-    smooth, g_var, h_var = _info_nce_pieces(m_var, mixture, delta, mom)
-    value = smooth + expected_log_sum_exp(mixture.weights, g_var, h_var, n_quadrature)
-    (z,) = torch.autograd.grad(value, m_var)
+    sigma, s2, mu, w = mom["sigma"], mom["s2"], mixture.means, mixture.weights
+    k = mixture.n_components
+    m = m.detach()
+    smooth, g, h = _info_nce_pieces(m, mixture, delta, mom)
+    value = smooth + expected_log_sum_exp(w, g, h, n_quadrature)
+    mean = mom["mean"]
+    sms = sigma @ m @ s2
+    z = -(delta * (mu.T * w) @ mu + (1 - delta) * torch.outer(mean, mean)) + 0.5 * (sms + sms.T)
+    gamma_g = torch.zeros(k, k, dtype=m.dtype, device=m.device)
+    gamma_g[0] = w
+    cumulants = None
+    if k > 1:
+        cumulants = _phi_cumulants(w, g, h, n_quadrature)
+        e1, e2 = cumulants[0], cumulants[1]  # (K, K-1), (K, K-1, K-1): per component j
+        gamma_g[0] = w * (1 - e1.sum(-1))
+        gamma_g[1:] = (w.unsqueeze(-1) * e1).T
+        d_mat = torch.cat([-torch.ones(k - 1, 1, dtype=m.dtype, device=m.device),
+                           torch.eye(k - 1, dtype=m.dtype, device=m.device)], 1)
+        q = mu.T @ (d_mat.T @ (0.5 * torch.einsum("j,jab->ab", w, e2)) @ d_mat) @ mu
+        qms = q @ m @ sigma
+        z = z + qms + qms.T
+    z = z + mu.T @ gamma_g @ mu
     z = 0.5 * (z + z.T)
     if directions is None:
-        return float(value.detach()), z, None
+        return float(value), z, None
     e = directions
-    k = mixture.n_components
     dg = torch.einsum("ka,qab,jb->qkj", mu, e, mu)
     e_sigma = e @ sigma
     e_sigma_m = e_sigma @ m
@@ -684,10 +718,9 @@ def _info_nce_derivatives(m: torch.Tensor, mixture: GaussianMixture, delta: floa
         mu_e_sigma = mu_e @ sigma
         d2h = torch.einsum("pka,qja->pqkj", mu_e_sigma, mu_e)  # mu E_p Sigma E_q mu^T
         d2h = d2h + d2h.transpose(0, 1)
-        _, phi_hess = _phi_directional(mixture.weights, mu @ m @ mu.T, mu @ m @ sigma @ m @ mu.T, n_quadrature,
-                                       dg, dh, d2h)
+        _, phi_hess = _phi_directional(w, g, h, n_quadrature, dg, dh, d2h, cumulants)
         hess = hess + phi_hess
-    return float(value.detach()), z, 0.5 * (hess + hess.T)
+    return float(value), z, 0.5 * (hess + hess.T)
 
 
 @dataclass(frozen=True)

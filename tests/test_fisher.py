@@ -232,16 +232,18 @@ def test_kkt_certificate_on_an_explicit_pair():
     assert clkit.psd_kkt_certificate(z_bad, a)["min_eig"] == -1.0
 
 
-def test_analytic_hessian_matches_autograd():
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_analytic_gradient_and_hessian_match_autograd(k):
     from clkit.fisher import _info_nce_derivatives, _symmetric_basis
 
-    mix = _mixture(k=3, d=3, seed=33)
+    mix = _mixture(k=k, d=3, seed=33)
     m = 0.05 * torch.eye(3, dtype=F64) + 0.02 * torch.ones(3, 3, dtype=F64)
     basis = _symmetric_basis(3, F64, "cpu")
-    _, z, hess = _info_nce_derivatives(m, mix, 0.7, 40, basis)
+    value, z, hess = _info_nce_derivatives(m, mix, 0.7, 40 if k < 4 else 16, basis)
+    assert value == pytest.approx(float(clkit.population_info_nce_m(m, mix, 0.7, 40 if k < 4 else 16)), abs=1e-14)
 
     def f(c):
-        return clkit.population_info_nce_m(m + torch.einsum("q,qab->ab", c, basis), mix, 0.7, 40)
+        return clkit.population_info_nce_m(m + torch.einsum("q,qab->ab", c, basis), mix, 0.7, 40 if k < 4 else 16)
 
     c0 = torch.zeros(basis.shape[0], dtype=F64)
     np.testing.assert_allclose(hess.numpy(), torch.autograd.functional.hessian(f, c0).numpy(), atol=1e-9)
