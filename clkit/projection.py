@@ -416,7 +416,7 @@ def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
     return c / s * (2 * sigma2 * mu_norm2 - v * (s - w / k) + 2 * v * mu_norm2 / (k**2 * (1 + exp(q))))
 
 
-def exact_threshold(sigma2: float, mu_norm2: float) -> float:
+def exact_threshold(sigma2: Any, mu_norm2: Any) -> Any:
     r"""The exact loss's rank-one threshold :math:`\tau_e(\sigma^2,\|\mu\|^2)` (the book's lemma).
 
     :math:`\tau_e` is the root in :math:`\tau` of :func:`rank_one_derivative`: for
@@ -427,17 +427,21 @@ def exact_threshold(sigma2: float, mu_norm2: float) -> float:
     :math:`\|\mu\|^2\to\infty`.
 
     Found by Brent's method on :math:`\log\tau`, bracketed by doubling from :math:`\tau^*`, to
-    relative accuracy :math:`\approx 4\times10^{-16}`.
+    relative accuracy :math:`\approx 4\times10^{-16}`. For numpy arrays (broadcast), every
+    configuration at once: the same bracket, then bisection on :math:`\log\tau` until the brackets
+    are 2 ulp wide (the tests compare it with the scalar path).
 
     Args:
-        sigma2: augmentation variance > 0.
-        mu_norm2: :math:`\|\mu\|^2>0`.
+        sigma2: augmentation variance > 0 (float or numpy array).
+        mu_norm2: :math:`\|\mu\|^2>0` (float or numpy array).
 
-    Returns a float.
+    Returns a float, or an array of the broadcast shape.
 
     Raises:
         ValueError: naming the argument, if ``sigma2`` or ``mu_norm2`` is not finite and > 0.
     """
+    if isinstance(sigma2, np.ndarray) or isinstance(mu_norm2, np.ndarray):
+        return _exact_threshold_array(sigma2, mu_norm2)
     values = _scalar_params(sigma2=sigma2, mu_norm2=mu_norm2)
     s2, rho = values["sigma2"], values["mu_norm2"]
 
@@ -454,6 +458,39 @@ def exact_threshold(sigma2: float, mu_norm2: float) -> float:
     from scipy.optimize import brentq  # here, not at import: 0.3 s saved where unused
 
     return math.exp(brentq(slope, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
+def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:
+    """:func:`exact_threshold` of every pair of the broadcast arrays (bisection in log tau)."""
+    arrays = []
+    for name, value in (("sigma2", sigma2), ("mu_norm2", mu_norm2)):
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
+        value = np.asarray(value, dtype=np.float64)
+        if not np.isfinite(value).all() or (value <= 0).any():
+            raise ValueError(f"{name} must be finite and > 0")
+        arrays.append(value)
+    s2, rho = np.broadcast_arrays(*arrays)
+
+    def positive(log_tau: np.ndarray) -> np.ndarray:  # the sign of g, as in the scalar path
+        tau = np.exp(log_tau)
+        return rank_one_derivative(tau, s2, rho) * 2 * tau * (1 + s2 + rho) ** 2 > 0
+
+    start = np.log(2 * rho / ((1 + s2 + rho) * np.log1p(2 * s2)))  # log tau*
+    lo, hi = start.copy(), start.copy()
+    for _ in range(2000):  # g < 0 below tau_e and > 0 above: double outwards until bracketed
+        up, down = ~positive(hi), positive(lo)
+        if not (up.any() or down.any()):
+            break
+        hi, lo = np.where(up, hi + math.log(2.0), hi), np.where(down, lo - math.log(2.0), lo)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        wide = (mid > lo) & (mid < hi)
+        if not wide.any():
+            break
+        above = positive(mid)
+        hi, lo = np.where(wide & above, mid, hi), np.where(wide & ~above, mid, lo)
+    return np.exp(0.5 * (lo + hi))
 
 
 def minimize_over_projector(

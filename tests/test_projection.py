@@ -413,3 +413,16 @@ def test_rank_one_derivative_on_arrays_equals_the_scalar_formula():
     np.testing.assert_allclose(values, expected, rtol=1e-13, atol=0)
     with pytest.raises(ValueError, match="tau"):
         clkit.rank_one_derivative(np.array([1.0, -1.0]), 0.7, 2.5)
+
+
+def test_exact_threshold_on_arrays_matches_the_scalar_brent_path():
+    sigma2 = np.geomspace(1e-3, 10.0, 9)[:, None]
+    rho = np.geomspace(0.05, 1e3, 11)[None, :]
+    grid = clkit.exact_threshold(sigma2, rho)
+    assert grid.shape == (9, 11)
+    loop = np.array([[clkit.exact_threshold(float(s), float(r)) for r in rho[0]] for s in sigma2[:, 0]])
+    # near its root g is resolved only to round-off, which moves the root by up to ~1e-13
+    # relative where g is flat in log tau (large |mu|^2): measured 3.4e-13
+    np.testing.assert_allclose(grid, loop, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="mu_norm2"):
+        clkit.exact_threshold(sigma2, -rho)
