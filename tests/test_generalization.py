@@ -553,3 +553,23 @@ def test_min_arc_error_bounds_nearest_centre_error(parts_data):
 def test_parts_and_jump_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_hand_written_adam_with_cosine_decay_matches_torch_optim():
+    from clkit.generalization import _adam_cosine_step
+
+    g = torch.Generator().manual_seed(5)
+    ours = [torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)]
+    theirs = [q.clone().requires_grad_(True) for q in ours]
+    optimiser = torch.optim.Adam(theirs, lr=0.03)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 25)
+    first, second = [torch.zeros_like(q) for q in ours], [torch.zeros_like(q) for q in ours]
+    for step in range(1, 26):
+        grads = tuple(torch.randn(q.shape, generator=g, dtype=torch.float64) for q in ours)
+        _adam_cosine_step(ours, grads, first, second, step, 25, 0.03)
+        for q, grad in zip(theirs, grads):
+            q.grad = grad.clone()
+        optimiser.step()
+        schedule.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-14)
