@@ -83,6 +83,25 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from /proc/stat; (0, 0) where it does not exist.
+
+    Steal is the time the hypervisor gave this VM's virtual CPUs to someone else: on a shared host
+    it inflates wall times without any load showing inside the VM, so each run reports it.
+    """
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of all CPU time stolen by the hypervisor between two :func:`cpu_ticks` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else float("nan")
+
+
 # --- the book to measure -----------------------------------------------------------------------
 
 def snapshot(rev: str | None, into: Path) -> Path:
@@ -138,6 +157,7 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
     n_head = len(head)
     notebook.cells = head + notebook.cells + tail
     out: dict = {"cells": {}, "error": None, "load_before": load()}
+    ticks = cpu_ticks()
     with temporary_environment(env):
         client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
@@ -163,6 +183,7 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
                 out["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
             out["wall"] = time.perf_counter() - t0
     out["load_after"] = load()
+    out["steal"] = steal_share(ticks, cpu_ticks())
     return out
 
 
@@ -175,7 +196,7 @@ def bench_chapter(root: Path, stem: str, scale: str, repeat: int, timeout: int) 
             runs.append(run)
             status = "FAILED " + run["error"] if run["error"] else "ok"
             print(f"  {stem} run {r + 1}/{repeat}: {run['wall']:.1f} s ({status}), load {run['load_before']:.1f}"
-                  f" -> {run['load_after']:.1f}", file=sys.stderr, flush=True)
+                  f" -> {run['load_after']:.1f}, steal {100 * run['steal']:.1f} %", file=sys.stderr, flush=True)
             if run["error"]:
                 break
     ok = [r for r in runs if not r["error"]] or runs
@@ -192,6 +213,7 @@ def bench_chapter(root: Path, stem: str, scale: str, repeat: int, timeout: int) 
         "cells_total": statistics.median(sum(r["cells"].values()) for r in ok),
         "kernel_cpu": med("kernel_cpu"), "top_cells": top,
         "load": [min(r["load_before"] for r in runs), max(r["load_after"] for r in runs)],
+        "steal": [min(r["steal"] for r in runs), max(r["steal"] for r in runs)],
     }
 
 
@@ -226,8 +248,8 @@ def _short(file: str) -> str:
 
 def chapter_table(rows: list[dict]) -> str:
     lines = ["| chapter | scale | runs | median wall s (min–max) | kernel start s | import clkit s | cells s "
-             "| kernel CPU s | load (1 min) | five most expensive cells (median s) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| kernel CPU s | load (1 min) | steal % | five most expensive cells (median s) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         top = "; ".join(f"{label.replace('|', '/')} {s:.1f}" for s, label in r["top_cells"])
         wall = f"{r['wall']:.1f} ({r['wall_min']:.1f}–{r['wall_max']:.1f})"
@@ -235,7 +257,7 @@ def chapter_table(rows: list[dict]) -> str:
             wall += " FAILED"
         lines.append(f"| {r['chapter']} | {r['scale']} | {r['runs']} | {wall} | {r['kernel_start']:.1f} | "
                      f"{r['imports']:.1f} | {r['cells_total']:.1f} | {r['kernel_cpu']:.1f} | "
-                     f"{r['load'][0]:.1f}–{r['load'][1]:.1f} | {top} |")
+                     f"{r['load'][0]:.1f}–{r['load'][1]:.1f} | {100 * r['steal'][0]:.0f}–{100 * r['steal'][1]:.0f} | {top} |")
     return "\n".join(lines)
 
 
