@@ -493,6 +493,66 @@ def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:
     return np.exp(0.5 * (lo + hi))
 
 
+class _BFGSResult(NamedTuple):
+    x: np.ndarray
+    fun: float
+    jac: np.ndarray
+    success: bool
+    status: int  # 0: gradient below gtol, 1: iteration limit, 2: the line search found no decrease
+    message: str
+
+
+def _bfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, gtol: float,
+          max_iter: int) -> _BFGSResult:
+    """BFGS on the inverse Hessian (Nocedal & Wright 2006, Algorithm 6.1) with a backtracking
+    Armijo line search, for a few dozen variables and a cheap closed-form ``fun`` (value, gradient).
+
+    The initial inverse Hessian is scaled by y's/y'y after the first step (N&W eq. 6.20); an update
+    whose curvature y's is not positive is skipped. Stops when the gradient's largest entry is
+    below ``gtol`` (status 0), after ``max_iter`` steps (1), or when no step of the search decreases
+    the value beyond its round-off (2, precision loss: the caller polishes with Newton). scipy's
+    BFGS spends most of its time in its Python Wolfe line search on these small problems.
+    """
+    x = np.array(x0, dtype=np.float64)
+    f, g = fun(x)
+    n = x.size
+    h_inv = np.eye(n)
+    scaled = False
+    for k in range(max_iter):
+        if not np.isfinite(f):
+            return _BFGSResult(x, f, g, False, 3, "non-finite loss")
+        if np.abs(g).max() < gtol:
+            return _BFGSResult(x, f, g, True, 0, "gradient below gtol")
+        p = -h_inv @ g
+        slope = float(g @ p)
+        if slope >= 0:  # not a descent direction (round-off in h_inv): restart from the gradient
+            h_inv, scaled = np.eye(n), False
+            p, slope = -g, -float(g @ g)
+        t, slack = 1.0, 64 * np.finfo(float).eps * max(1.0, abs(f))
+        while True:
+            x_new = x + t * p
+            f_new, g_new = fun(x_new)
+            if f_new <= f + 1e-4 * t * slope or (f_new <= f + slack and t < 1e-3):
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return _BFGSResult(x, f, g, False, 2, "precision loss: no decrease along the search direction")
+        s_vec, y_vec = x_new - x, g_new - g
+        curvature = float(y_vec @ s_vec)
+        if curvature > 1e-300:
+            if not scaled:
+                h_inv = np.eye(n) * (curvature / float(y_vec @ y_vec))
+                scaled = True
+            rho = 1.0 / curvature
+            hy = h_inv @ y_vec
+            h_inv = (h_inv - rho * (np.outer(s_vec, hy) + np.outer(hy, s_vec))
+                     + (rho * rho * float(y_vec @ hy) + rho) * np.outer(s_vec, s_vec))
+        x, f, g = x_new, f_new, g_new
+    if np.abs(g).max() < gtol:
+        return _BFGSResult(x, f, g, True, 0, "gradient below gtol")
+    return _BFGSResult(x, f, g, False, 1, f"iteration limit {max_iter}")
+
+
 def minimize_over_projector(
     loss: Callable[..., torch.Tensor],
     mu: torch.Tensor,
@@ -506,12 +566,13 @@ def minimize_over_projector(
 ) -> torch.Tensor:
     r"""A minimiser :math:`\hat W=\arg\min_W \texttt{loss}(W,\mu,\sigma^2,\tau)` over *all* ``(q, p)`` matrices.
 
-    BFGS (scipy) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
+    BFGS (:func:`_bfgs`: inverse-Hessian updates, backtracking Armijo search; tested against
+    scipy's BFGS) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
     (for :func:`population_loss` and :func:`first_order_loss` in float64, the chain rule through
     :math:`M=W^\top W` in numpy, tested against autograd; autograd otherwise), in ``W0``'s dtype. The answer is returned only when the gradient's largest entry
-    is below ``gtol`` (scipy's ``success``). When BFGS stops for precision loss (its line search
+    is below ``gtol``. When BFGS stops for precision loss (its line search
     needs decreases of the loss that round-off cannot resolve), a few Newton steps on the gradient
-    with the autograd Hessian (least-squares steps: the Hessian is singular along the invariances
+    with a Hessian (central differences of the exact gradient, or autograd's; least-squares steps: the Hessian is singular along the invariances
     :math:`W\mapsto QW`, :math:`W\mapsto kW`) finish the job, and their result is
     accepted only if the gradient criterion holds; otherwise BFGS restarts from the point reached
     (a fresh Hessian approximation), up to ``max_restarts`` times. Both losses of this module are invariant
@@ -592,11 +653,9 @@ def minimize_over_projector(
         _, g = value_and_grad(w)
         return w, float(np.abs(g).max())
 
-    from scipy.optimize import minimize
-
     x = W0.detach().cpu().numpy().ravel()
     for _ in range(max_restarts + 1):
-        result = minimize(value_and_grad, x, jac=True, method="BFGS", options={"gtol": gtol, "maxiter": max_iter})
+        result = _bfgs(value_and_grad, x, gtol, max_iter)
         if not np.isfinite(result.fun):
             raise ValueError("the loss became non-finite during the minimisation")
         x = result.x

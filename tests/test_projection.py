@@ -426,3 +426,23 @@ def test_exact_threshold_on_arrays_matches_the_scalar_brent_path():
     np.testing.assert_allclose(grid, loop, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="mu_norm2"):
         clkit.exact_threshold(sigma2, -rho)
+
+
+def test_hand_written_bfgs_matches_scipy_on_rosenbrock_and_reports_precision_loss():
+    from scipy.optimize import minimize, rosen, rosen_der
+
+    from clkit.projection import _bfgs
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        return float(rosen(x)), rosen_der(x)
+
+    x0 = np.array([-1.2, 1.0])  # the classic start; in 2-D the minimiser (1, 1) is unique
+    ours = _bfgs(fun, x0, 1e-9, 5000)
+    theirs = minimize(fun, x0, jac=True, method="BFGS", options={"gtol": 1e-9})
+    assert ours.success and ours.status == 0 and np.abs(ours.jac).max() < 1e-9
+    np.testing.assert_allclose(ours.x, theirs.x, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.x, np.ones(2), rtol=0, atol=1e-8)
+    # a tolerance below round-off (the gradient never gets below 1e-20 here): the search stops
+    # for precision loss or at the iteration limit, never with success
+    stuck = _bfgs(lambda x: (fun(x)[0], fun(x)[1] + 1e-20), x0, 1e-30, 300)
+    assert not stuck.success and stuck.status in (1, 2)
