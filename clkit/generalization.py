@@ -1437,7 +1437,7 @@ def train_lattice_encoders(
     # Adam (Kingma & Ba 2015, Algorithm 1; default betas and epsilon, in torch.optim.Adam's order
     # of operations) with cosine decay of the learning rate over ``steps`` (torch's
     # CosineAnnealingLR, eta_min = 0), written out: constructing torch.optim.Adam imports
-    # torch._dynamo, 1-2 s of a chapter's budget on a 2-core machine.
+    # torch._dynamo, about 1 s of a chapter's budget on a 2-core machine (2 s under cProfile).
     params = list(encoders.parameters())
     first = [torch.zeros_like(q) for q in params]
     second = [torch.zeros_like(q) for q in params]
