@@ -381,6 +381,22 @@ def small_delta_leading_term(mixture: GaussianMixture) -> torch.Tensor:
     return 0.5 * (m1 + m1.T)
 
 
+def _quadrature_points(g: torch.Tensor, h: torch.Tensor, n_quadrature: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes ``t`` (K, P, K-1) and weights (P,) of :func:`expected_log_sum_exp`'s tensor rule (K > 1).
+
+    ``t = c_j + L xi`` with ``c_j = G[1:, j] - G[0, j]`` and ``L L^T = D H D^T + jitter`` (the
+    relative jitter 1e-14 keeps the Cholesky factor defined when ``D H D^T`` is singular).
+    """
+    k = g.shape[0]
+    h = 0.5 * (h + h.T)
+    cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
+    jitter = 1e-14 * (torch.diagonal(cov).mean().detach().abs() + torch.finfo(cov.dtype).tiny)
+    chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
+    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
+    centres = (g[1:] - g[:1]).T  # (K, K-1): row j the mean of t given component j
+    return centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0), node_weights
+
+
 def expected_log_sum_exp(
     weights: torch.Tensor, g: torch.Tensor, h: torch.Tensor, n_quadrature: int = 40
 ) -> torch.Tensor:
@@ -417,13 +433,7 @@ def expected_log_sum_exp(
     linear = weights @ g[0]
     if k == 1:
         return linear
-    h = 0.5 * (h + h.T)
-    cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
-    jitter = 1e-14 * (torch.diagonal(cov).mean().detach().abs() + torch.finfo(cov.dtype).tiny)
-    chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
-    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
-    centres = (g[1:] - g[:1]).T  # (K, K-1): row j the mean of t given component j
-    t = centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
+    t, node_weights = _quadrature_points(g, h, n_quadrature)
     log_w = torch.log(weights)
     logits = torch.cat([log_w[0].expand(t.shape[0], t.shape[1], 1), log_w[1:] + t], dim=-1)
     return linear + weights @ (torch.logsumexp(logits, dim=-1) @ node_weights)
@@ -612,19 +622,10 @@ def _log_sum_exp_cumulants(weights: torch.Tensor, t: torch.Tensor, node_weights:
 def _phi_cumulants(weights, g, h, n_quadrature):
     """Node averages of the cumulants 1-4 of expected_log_sum_exp's integrand, per component (K > 1).
 
-    The same nodes as :func:`expected_log_sum_exp` (same jitter): ``t = c_j + L xi`` with
-    ``c_j = G[1:, j] - G[0, j]`` and ``L L^T = D H D^T``. Returns ``(e1, e2, e3, e4)`` as in
-    :func:`_log_sum_exp_cumulants`.
+    The same nodes as :func:`expected_log_sum_exp` (:func:`_quadrature_points`). Returns
+    ``(e1, e2, e3, e4)`` as in :func:`_log_sum_exp_cumulants`.
     """
-    k = weights.shape[0]
-    h = 0.5 * (h + h.T)
-    cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
-    jitter = 1e-14 * (torch.diagonal(cov).mean().abs() + torch.finfo(cov.dtype).tiny)
-    chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
-    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
-    centres = (g[1:] - g[:1]).T  # (K, K-1)
-    t = centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0)  # (K, P, K-1)
-    return _log_sum_exp_cumulants(weights, t, node_weights)
+    return _log_sum_exp_cumulants(weights, *_quadrature_points(g, h, n_quadrature))
 
 
 def _phi_directional(weights, g, h, n_quadrature, dg, dh, d2h, cumulants=None):

@@ -358,6 +358,19 @@ def _scalar_params(**values: Any) -> dict[str, float]:
     return out
 
 
+def _positive_arrays(**values: Any) -> list[np.ndarray]:
+    """Each value as a float64 array, finite and > 0 (``ValueError`` naming the argument otherwise)."""
+    out = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
+        value = np.asarray(value, dtype=np.float64)
+        if not np.isfinite(value).all() or (value <= 0).any():
+            raise ValueError(f"{name} must be finite and > 0")
+        out.append(value)
+    return out
+
+
 def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
     r"""Slope of the exact loss out of the rank-one aligned point (the book's lemma on :math:`\tau_e`).
 
@@ -388,15 +401,7 @@ def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
 
         exp = sympy.exp
     elif any(isinstance(v, np.ndarray) for v in (tau, sigma2, mu_norm2)):
-        arrays = {}
-        for name, value in (("tau", tau), ("sigma2", sigma2), ("mu_norm2", mu_norm2)):
-            if isinstance(value, bool):
-                raise ValueError(f"{name} must be a real number, got {value!r}")
-            value = np.asarray(value, dtype=np.float64)
-            if not np.isfinite(value).all() or (value <= 0).any():
-                raise ValueError(f"{name} must be finite and > 0")
-            arrays[name] = value
-        tau, sigma2, mu_norm2 = arrays["tau"], arrays["sigma2"], arrays["mu_norm2"]
+        tau, sigma2, mu_norm2 = _positive_arrays(tau=tau, sigma2=sigma2, mu_norm2=mu_norm2)
 
         def exp(x: np.ndarray) -> np.ndarray:
             return np.exp(np.minimum(x, 700.0))
@@ -462,21 +467,13 @@ def exact_threshold(sigma2: Any, mu_norm2: Any) -> Any:
 
 def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:
     """:func:`exact_threshold` of every pair of the broadcast arrays (bisection in log tau)."""
-    arrays = []
-    for name, value in (("sigma2", sigma2), ("mu_norm2", mu_norm2)):
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a real number, got {value!r}")
-        value = np.asarray(value, dtype=np.float64)
-        if not np.isfinite(value).all() or (value <= 0).any():
-            raise ValueError(f"{name} must be finite and > 0")
-        arrays.append(value)
-    s2, rho = np.broadcast_arrays(*arrays)
+    s2, rho = np.broadcast_arrays(*_positive_arrays(sigma2=sigma2, mu_norm2=mu_norm2))
 
     def positive(log_tau: np.ndarray) -> np.ndarray:  # the sign of g, as in the scalar path
         tau = np.exp(log_tau)
         return rank_one_derivative(tau, s2, rho) * 2 * tau * (1 + s2 + rho) ** 2 > 0
 
-    start = np.log(2 * rho / ((1 + s2 + rho) * np.log1p(2 * s2)))  # log tau*
+    start = np.log(tau_star(torch.as_tensor(s2), torch.as_tensor(rho)).cpu().numpy())
     lo, hi = start.copy(), start.copy()
     for _ in range(2000):  # g < 0 below tau_e and > 0 above: double outwards until bracketed
         up, down = ~positive(hi), positive(lo)
