@@ -204,6 +204,10 @@ PLANTED_02: list[PlantedError] = [
                  target="clkit.projection.population_loss",
                  description="closed form of C with the log-determinant's coefficient 1 instead of 1/2",
                  make=_logdet_coefficient_one),
+    PlantedError(id="02-exact-threshold-array-1pct", chapter="02_projection_heads",
+                 target="clkit.projection._exact_threshold_array",
+                 description="tau_e 1 % too large on the array path only (the map), the scalar path intact",
+                 make=scaled(1.01)),
     PlantedError(id="02-x-star-1pct", chapter="02_projection_heads",
                  target="clkit.projection.first_order_optimum",
                  description="surrogate optimum x* 1 % too large", make=scaled(1.01)),
@@ -262,6 +266,26 @@ def _gradient_sign(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _clip_quadratic_term_3pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    """CLIP derivatives as if 1/2 tr(N S_T N^T S2_V) had coefficient 0.515: gradient and Hessian agree,
+    so Newton converges to the wrong point and reports a zero gradient there."""
+
+    @functools.wraps(original)
+    def wrong(n: Any, mixture_v: Any, mixture_t: Any, n_quadrature: int) -> Any:
+        import torch
+
+        from clkit.fisher import mixture_moments
+
+        value, grad, hess = original(n, mixture_v, mixture_t, n_quadrature)
+        s2_v, sigma_t = mixture_moments(mixture_v)["s2"], mixture_moments(mixture_t)["sigma"]
+        q = n.numel()
+        units = torch.eye(q, dtype=n.dtype, device=n.device).reshape(q, *n.shape)
+        quad = torch.einsum("pab,bc,qdc,da->pq", units, sigma_t, units, s2_v)
+        return value, grad + 0.03 * (s2_v @ n @ sigma_t), hess + 0.015 * (quad + quad.T)
+
+    return wrong
+
+
 PLANTED_03: list[PlantedError] = [
     PlantedError(id="03-fisher-subspace-without-sigma-inverse", chapter="03_fisher_subspace",
                  target="clkit.fisher.fisher_subspace",
@@ -286,6 +310,11 @@ PLANTED_03: list[PlantedError] = [
                  target="clkit.fisher.centred_small_delta_term",
                  description="centred leading term Sigma_tot^-1 B_c Sigma_tot^-1 5 % too large",
                  make=scaled(1.05)),
+    PlantedError(id="03-clip-derivatives-quadratic-3pct", chapter="03_fisher_subspace",
+                 target="clkit.fisher._clip_derivatives",
+                 description="CLIP Newton's gradient and Hessian with the quadratic term 3 % too large "
+                             "(consistent, so only the independent autograd gradient can see it)",
+                 make=_clip_quadratic_term_3pct),
 ]
 
 # --------------------------------------------------------------------------------------------
