@@ -6,17 +6,24 @@ sharp on high-DPI screens and in the PDF); files saved with ``savefig`` get 200 
 mesh or a scatter of thousands of points makes an SVG of megabytes (4.8 MB for one heat map of
 chapter 2), where the 2x PNG stays near 100 kB. Legends are framed by
 default, so that a legend placed in a corner of the axes stays readable over grid lines; place it
-off the data (``loc=...`` in an empty corner, or ``bbox_to_anchor`` outside the axes).
+off the data (``loc=...`` in an empty corner, or ``fig.legend(loc="outside lower center")``).
+
+The saved or displayed image is exactly ``figsize`` (``savefig.bbox = "standard"``), laid out by
+constrained layout: no tight bounding box, which would draw every figure a second time. What
+constrained layout does not place (a legend anchored outside the axes with ``bbox_to_anchor``)
+can then stick out and be cut; :func:`figure_overflow` measures it, and the test suite's build
+(``CLKIT_CHECK_FIGURES=1``) fails on any figure of the book that overflows.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import matplotlib as mpl
 from cycler import cycler
 
-__all__ = ["PALETTE", "use_style", "figure_size", "INLINE_FORMATS"]
+__all__ = ["PALETTE", "use_style", "figure_size", "figure_overflow", "INLINE_FORMATS"]
 
 def _rgb(hex_colour: str) -> tuple[float, float, float]:
     return tuple(int(hex_colour[k:k + 2], 16) / 255 for k in (1, 3, 5))  # type: ignore[return-value]
@@ -62,8 +69,57 @@ def _set_inline_formats(formats: tuple[str, ...]) -> bool:
         return False
     from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-    set_matplotlib_formats(*formats)
+    # bbox_inches=None: use savefig.bbox ("standard"), not the inline backend's default "tight"
+    set_matplotlib_formats(*formats, bbox_inches=None)
+    if os.environ.get("CLKIT_CHECK_FIGURES", "").strip() not in ("", "0"):
+        _check_figures_fit(get_ipython())
     return True
+
+
+def figure_overflow(fig: Any) -> float:
+    """How far (inches) anything drawn in ``fig`` sticks out of its canvas; 0 when it all fits.
+
+    With ``savefig.bbox = "standard"`` the saved image is exactly the canvas, so whatever lies
+    outside it (a legend anchored below the axes, a title pushed up) is cut off.
+    """
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())
+    width, height = fig.get_size_inches()
+    return float(max(0.0, -tight.x0, -tight.y0, tight.x1 - width, tight.y1 - height))
+
+
+def _check_figures_fit(shell: Any, tolerance: float = 0.01) -> None:
+    """Measure every figure the notebook displays and log it to ``figures-<pid>.jsonl``.
+
+    Switched on by ``CLKIT_CHECK_FIGURES=1`` (the test suite's book build sets it; it costs one
+    more layout pass per figure, so the book's own build does not pay it). Each line records the
+    figure's axes labels, canvas size and :func:`figure_overflow`, in the claims directory
+    (``$CLKIT_CLAIMS_DIR``); ``tests/test_chapters.py`` fails on any overflow above ``tolerance``
+    inches. (A formatter cannot fail a cell: IPython prints a formatter's exception and goes on.)
+    """
+    import json
+
+    from matplotlib.figure import Figure
+
+    from .claims import claims_directory
+
+    directory = claims_directory()
+    if directory is None:
+        return
+    log = directory / f"figures-{os.getpid()}.jsonl"
+    formatter = shell.display_formatter.formatters["image/png"]
+    render = formatter.lookup_by_type(Figure)
+
+    def checked(fig: Any, *args: Any, **kwargs: Any) -> Any:
+        data = render(fig, *args, **kwargs)
+        record = {"axes": [ax.get_title() or ax.get_xlabel() for ax in fig.axes],
+                  "size_in": [float(v) for v in fig.get_size_inches()],
+                  "overflow_in": figure_overflow(fig), "tolerance_in": tolerance}
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return data
+
+    formatter.for_type(Figure, checked)
 
 
 def use_style() -> None:
@@ -75,7 +131,10 @@ def use_style() -> None:
         {
             "figure.dpi": 100,
             "savefig.dpi": 200,
-            "savefig.bbox": "tight",
+            # the canvas is exactly figsize, laid out by constrained layout: a tight bounding box
+            # would draw every figure twice (~0.2 s each here) to crop what constrained layout
+            # already fits; the test suite's build checks every figure fits (figure_overflow)
+            "savefig.bbox": "standard",
             "figure.constrained_layout.use": True,
             "axes.titlesize": 12,
             "axes.labelsize": 11,

@@ -169,6 +169,45 @@ def _reduces_to_zero(diff: Any, extra: Iterable[Any] = ()) -> tuple[bool, str]:
     return False, ""
 
 
+#: Functions analytic in the interior of their domain: for an expression built from these (and
+#: +, *, powers), finite derivatives at the point mean the Taylor coefficients are the series'.
+_ANALYTIC_FUNCTIONS = ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos",
+                       "atan", "asinh", "acosh", "atanh", "erf", "erfc")
+
+
+def _taylor_coefficients(expr: Any, var: Any, point: Any, order: int) -> list[Any] | None:
+    """Taylor coefficients ``f^(k)(point)/k!`` for ``k = 0..order`` of ``expr`` in ``var``.
+
+    Used by :func:`derive_series` instead of ``sympy.series`` when it is valid: ``expr`` is built
+    from ``+``, ``*``, powers and the functions of ``_ANALYTIC_FUNCTIONS`` only (no ``Abs``,
+    ``Piecewise``, ``sign``, ...), the point is finite, and every derivative up to ``order``
+    (inclusive) evaluates to a finite number or expression at the point. Then ``expr`` is ``order``
+    times continuously differentiable at the point, and Taylor's theorem gives ``expr = sum_{k<order}
+    c_k (var-point)^k + O((var-point)^order)`` with these ``c_k``; a branch point or a removable
+    singularity at the point shows up as an infinite or undefined derivative (``sqrt(var)``,
+    ``log(var)``, ``sin(var)/var`` at 0) and returns ``None``: the caller falls back to
+    ``sympy.series``.
+    """
+    sp = _sympy()
+    if isinstance(expr, sp.MatrixBase) or not sp.sympify(point).is_finite:
+        return None
+    for f in expr.atoms(sp.Function):
+        if type(f).__name__ not in _ANALYTIC_FUNCTIONS:
+            return None
+    if expr.has(sp.Derivative, sp.Integral, sp.Subs, sp.Sum, sp.Product):
+        return None
+    out: list[Any] = []
+    d = expr
+    for k in range(order + 1):
+        if k:
+            d = sp.diff(d, var)
+        value = d.subs(var, point)
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or value.has(sp.Subs, sp.Derivative):
+            return None
+        out.append(value / math.factorial(k))
+    return out
+
+
 def _record(
     claims: Claims, name: str, latex: str, proved: bool, method: str, residual: float, note: str
 ) -> DerivationStep:
@@ -238,14 +277,26 @@ def derive_series(
     o_text = sp.latex(sp.Order((var - point) ** order, (var, point)))
     latex = f"{sp.latex(expr_s)} = {sp.latex(expected_s)} + {o_text}"
     diff = expr_s - expected_s
-    poly = sp.series(diff, var, point, order + (1 if sharp else 0)).removeO()
     x = var - point
-    coeffs = [poly.coeff(x, k) if k else poly.subs(var, point) for k in range(order)]
+    taylor = _taylor_coefficients(diff, var, point, order)
+    if taylor is not None:  # derivatives at the point: 10-20x cheaper than sp.series
+        coeffs, lead_raw = taylor[:order], taylor[order]
+        method = f"Taylor coefficients to order {order}"
+    else:
+        poly = sp.series(diff, var, point, order + (1 if sharp else 0)).removeO()
+        coeffs = [poly.coeff(x, k) if k else poly.subs(var, point) for k in range(order)]
+        lead_raw = sp.expand(poly).coeff(x, order) if sharp else None
+        method = f"series to order {order}"
+        # what the integer-power coefficients miss (sqrt(x), x log x, ...) must itself be O(x^order)
+        rest = sp.expand(poly - sum(c * x**k for k, c in enumerate(coeffs)))
+        if rest != 0 and sp.Order(x**order, (var, point)).contains(rest) is not True:
+            return _record(claims, name, latex, False, method, math.inf,
+                           note or f"terms below order {order} that are not integer powers: "
+                                   f"{sp.latex(rest)}")
     # each coefficient through the cheapest-first chain of _reduces_to_zero (``simplify`` last)
     proved = all(_reduces_to_zero(c)[0] for c in coeffs)
-    method = f"series to order {order}"
     if proved and sharp:
-        lead = sp.simplify(sp.expand(poly).coeff(x, order))
+        lead = sp.simplify(lead_raw)
         nonzero = lead.is_nonzero if lead.is_nonzero is not None else (sp.simplify(lead) != 0 and lead.is_number)
         if not nonzero:
             proved = False

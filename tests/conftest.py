@@ -44,7 +44,8 @@ class BookBuild:
 
 def build_book(book: Path, output: Path, claims: Path, scale: str = "smoke") -> BookBuild:
     """``jupyter-book build`` with warnings as errors, at ``scale``, claims written to ``claims``."""
-    env = {**os.environ, "CLKIT_SCALE": scale, "CLKIT_CLAIMS_DIR": str(claims), "MPLBACKEND": "Agg"}
+    env = {**os.environ, "CLKIT_SCALE": scale, "CLKIT_CLAIMS_DIR": str(claims), "MPLBACKEND": "Agg",
+           "CLKIT_CHECK_FIGURES": "1"}  # every figure must fit its canvas (clkit.style)
     result = subprocess.run(
         [JUPYTER_BOOK, "build", str(book), "--path-output", str(output), "-W", "-n", "--keep-going"],
         env=env, capture_output=True, text=True, timeout=3000,

@@ -39,3 +39,16 @@ def test_chapter_claims_all_pass_and_survive_the_audit(stem: str, built_book: Bo
     assert kinds & {"result", "bound"}, "a chapter must check at least one result or bound"
     report = audit_chapter(stem, record)
     assert not report.problems, "\n".join(report.problems)
+
+
+@pytest.mark.chapter
+def test_every_figure_fits_its_canvas(built_book: BookBuild):
+    """Figures are saved at exactly their figsize (savefig.bbox "standard"): nothing may stick out.
+
+    The build runs with CLKIT_CHECK_FIGURES=1, so clkit.style logs each displayed figure's overflow.
+    """
+    records = [json.loads(line) for log in sorted(built_book.claims.glob("figures-*.jsonl"))
+               for line in log.read_text().splitlines()]
+    assert len(records) >= 2 * len(CHAPTERS), f"only {len(records)} figures were measured"
+    over = [r for r in records if r["overflow_in"] > r["tolerance_in"]]
+    assert not over, "figures sticking out of their canvas:\n" + "\n".join(map(str, over))

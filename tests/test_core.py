@@ -592,3 +592,22 @@ def test_derivation_claims_keep_their_method_and_latex(tmp_path):
     stored = json.loads((tmp_path / "demo.json").read_text())["claims"]
     assert [(c["method"], c["latex"]) for c in stored] == [("sympy: simplify", "a=a"), ("numeric: 5 points", "")]
     assert claims.summary().endswith("2 derivation steps (1 proved by SymPy, 1 checked numerically only)")
+
+
+def test_figure_overflow_measures_what_sticks_out_of_the_canvas():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clkit.use_style()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], label="a line")
+    ax.set_xlabel("x")
+    fig.canvas.draw()
+    assert clkit.figure_overflow(fig) == 0.0
+    # a legend anchored well below the axes: constrained layout does not make room for it
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6))
+    fig.canvas.draw()
+    assert clkit.figure_overflow(fig) > 0.2
+    plt.close(fig)

@@ -90,3 +90,46 @@ def test_clkit_formulas_accept_symbols_so_planted_errors_reach_derivations(claim
     n, tau = sp.symbols("N tau", positive=True)
     assert clkit.derive_equal(claims, "collapse", -sp.log(1 / (2 * n - 1)), clkit.info_nce_collapse_value(n)).proved
     assert clkit.is_symbolic(n) and not clkit.is_symbolic(1.0)
+
+
+def _series_coefficients(expr, var, n):
+    poly = sp.series(expr, var, 0, n + 1).removeO()
+    return [poly.coeff(var, k) if k else poly.subs(var, 0) for k in range(n + 1)]
+
+
+@pytest.mark.parametrize("expr", [
+    sp.log(sp.cosh(x)), sp.exp(sp.sin(x)) / (2 + x), sp.log((1 + sp.exp(-4 * x * y)) / 2),
+    sp.atan(x + y) * sp.sqrt(1 + x), (1 + x) ** sp.Rational(7, 3), sp.erf(x) ** 2 - x * sp.tanh(y * x),
+])
+def test_taylor_route_agrees_with_sympy_series(expr):
+    from clkit.symbolic import _taylor_coefficients
+
+    taylor = _taylor_coefficients(expr, x, 0, 4)
+    assert taylor is not None
+    for a, b in zip(taylor, _series_coefficients(expr, x, 4)):
+        assert sp.simplify(a - b) == 0
+
+
+@pytest.mark.parametrize("expr", [
+    sp.sin(x) / x, sp.sqrt(x), sp.log(x), x ** sp.Rational(3, 2), sp.Abs(x - 1), sp.exp(-1 / x**2),
+    sp.Piecewise((x, x > 1), (0, True)),
+])
+def test_taylor_route_refuses_where_derivatives_at_the_point_are_not_the_series(expr):
+    from clkit.symbolic import _taylor_coefficients
+
+    assert _taylor_coefficients(expr, x, 0, 2) is None
+
+
+def test_series_route_catches_non_integer_powers_below_the_order(claims):
+    # sin(x)/x has a removable singularity: the Taylor route refuses, sympy.series proves it.
+    step = clkit.derive_series(claims, "sinc", sp.sin(x) / x, x, 1 - x**2 / 6, 4)
+    assert step.proved and step.claim.method.startswith("sympy: series")
+    # sqrt(x) is not 0 + O(x): its series has no integer-power term below order 1, yet it is not
+    # O(x). (Before the check on the rest, this passed.)
+    with pytest.raises(ClaimFailure):
+        clkit.derive_series(claims, "sqrt", sp.sqrt(x), x, 0, 1)
+    with pytest.raises(ClaimFailure):  # x log x is not O(x)
+        clkit.derive_series(claims, "xlogx", x * sp.log(x) + x, x, 0, 1)
+    # x^(5/2) is twice continuously differentiable at 0: the Taylor route proves O(x^2).
+    step = clkit.derive_series(claims, "x^(5/2)", x ** sp.Rational(5, 2), x, 0, 2)
+    assert step.proved and "Taylor" in step.claim.method
