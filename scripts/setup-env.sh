@@ -42,6 +42,9 @@ fi
 echo ">> installing clkit and the book/test tools"
 "${pip[@]}" install --quiet --disable-pip-version-check -e "$repo[book,test]" 2>&1 \
   | grep -v -E "^WARNING: Location .* is ignored" || true
+# byte-compile clkit once: with PYTHONDONTWRITEBYTECODE set (as on some CI machines) every chapter's
+# kernel would otherwise compile it from source again (~0.1 s each); stale .pyc files are ignored
+"$venv/bin/python" -m compileall -q "$repo/clkit" >/dev/null || true
 "$venv/bin/python" -c "import clkit, torch; print(f'>> clkit {clkit.__version__}, torch {torch.__version__}, device {clkit.default_device()}')"
 
 export PATH="$venv/bin:$PATH"
