@@ -219,6 +219,15 @@ def gauss_hermite_grid(
     n = _check_n_quadrature(n)
     if dim == 0:
         return torch.zeros(1, 0, dtype=dtype, device=device), torch.ones(1, dtype=dtype, device=device)
+    nodes, weights = _hermite_tensor_rule_torch(dim, n, dtype, torch.device(device) if device is not None else None)
+    return nodes.clone(), weights.clone()
+
+
+@functools.lru_cache(maxsize=32)
+def _hermite_tensor_rule_torch(dim: int, n: int, dtype: torch.dtype,
+                               device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
+    # The rule as tensors, cached per dtype and device: the solvers use it hundreds of times per
+    # solve (never modified in place; gauss_hermite_grid hands out copies).
     nodes, weights = _hermite_tensor_rule(dim, n)
     return torch.tensor(nodes, dtype=dtype, device=device), torch.tensor(weights, dtype=dtype, device=device)
 
@@ -392,7 +401,7 @@ def _quadrature_points(g: torch.Tensor, h: torch.Tensor, n_quadrature: int) -> t
     cov = h[1:, 1:] - h[1:, :1] - h[:1, 1:] + h[0, 0]
     jitter = 1e-14 * (torch.diagonal(cov).mean().detach().abs() + torch.finfo(cov.dtype).tiny)
     chol = torch.linalg.cholesky(cov + jitter * torch.eye(k - 1, dtype=cov.dtype, device=cov.device))
-    nodes, node_weights = gauss_hermite_grid(k - 1, n_quadrature, dtype=g.dtype, device=g.device)
+    nodes, node_weights = _hermite_tensor_rule_torch(k - 1, n_quadrature, g.dtype, g.device)
     centres = (g[1:] - g[:1]).T  # (K, K-1): row j the mean of t given component j
     return centres.unsqueeze(1) + (nodes @ chol.T).unsqueeze(0), node_weights
 
@@ -430,13 +439,22 @@ def expected_log_sum_exp(
     for name, t in (("weights", weights), ("g", g), ("h", h)):
         check_finite(name, t)
     n_quadrature = _check_n_quadrature(n_quadrature)
+    return _phi_value(weights, g, h, n_quadrature)
+
+
+def _phi_logits(weights: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Logits ``log w + (0, t)`` (J, P, K) of the categorical distribution at the nodes ``t`` (J, P, K-1)."""
+    log_w = torch.log(weights)
+    return torch.cat([log_w[0].expand(t.shape[0], t.shape[1], 1), log_w[1:] + t], dim=-1)
+
+
+def _phi_value(weights: torch.Tensor, g: torch.Tensor, h: torch.Tensor, n_quadrature: int) -> torch.Tensor:
+    """:func:`expected_log_sum_exp` without the argument checks (the solvers' inner loops)."""
     linear = weights @ g[0]
-    if k == 1:
+    if weights.shape[0] == 1:
         return linear
     t, node_weights = _quadrature_points(g, h, n_quadrature)
-    log_w = torch.log(weights)
-    logits = torch.cat([log_w[0].expand(t.shape[0], t.shape[1], 1), log_w[1:] + t], dim=-1)
-    return linear + weights @ (torch.logsumexp(logits, dim=-1) @ node_weights)
+    return linear + weights @ (torch.logsumexp(_phi_logits(weights, t), dim=-1) @ node_weights)
 
 
 def _info_nce_pieces(m: torch.Tensor, mixture: GaussianMixture, delta: float, mom: dict | None = None):
@@ -597,22 +615,27 @@ def _log_sum_exp_cumulants(weights: torch.Tensor, t: torch.Tensor, node_weights:
     n-th derivative at a node is the n-th cumulant of X under p there. Returns the node averages
     (J, K-1), (J, K-1, K-1), (J, K-1, K-1, K-1), (J, K-1, K-1, K-1, K-1). Batched products only.
     """
-    j, n_nodes, k1 = t.shape
-    logits = torch.cat([torch.log(weights[:1]).expand(j, n_nodes, 1), torch.log(weights[1:]) + t], dim=-1)
-    p_all = torch.softmax(logits, dim=-1)  # (J, P, K)
+    return _cumulants_from_probabilities(torch.softmax(_phi_logits(weights, t), dim=-1), node_weights)
+
+
+def _cumulants_from_probabilities(p_all: torch.Tensor, node_weights: torch.Tensor):
+    """:func:`_log_sum_exp_cumulants` from the categorical probabilities ``p_all`` (J, P, K) at the nodes."""
+    j, n_nodes, k = p_all.shape
+    k1 = k - 1
     p = p_all[..., 1:]
-    onehot = torch.cat([torch.zeros(1, k1, dtype=t.dtype, device=t.device),
-                        torch.eye(k1, dtype=t.dtype, device=t.device)])  # (K, K-1)
+    onehot = torch.cat([torch.zeros(1, k1, dtype=p.dtype, device=p.device),
+                        torch.eye(k1, dtype=p.dtype, device=p.device)])  # (K, K-1)
     y = onehot - p.unsqueeze(-2)  # (J, P, K, K-1): X - p for each category
-    yy = (y.unsqueeze(-1) * y.unsqueeze(-2)).reshape(j, n_nodes, k1 + 1, k1 * k1)
-    wp = (node_weights[:, None] * p_all).reshape(j, n_nodes * (k1 + 1), 1)  # quadrature x category weights
-    y_flat = y.reshape(j, n_nodes * (k1 + 1), k1)
-    yy_flat = yy.reshape(j, n_nodes * (k1 + 1), k1 * k1)
-    e1 = torch.einsum("p,jpa->ja", node_weights, p)
-    c2 = torch.einsum("jpc,jpcn->jpn", p_all, yy)  # per-node covariance, flattened (J, P, (K-1)^2)
-    e2 = torch.einsum("p,jpn->jn", node_weights, c2)
-    e3 = (wp * yy_flat).transpose(1, 2) @ y_flat  # (J, (K-1)^2, K-1)
-    m4 = (wp * yy_flat).transpose(1, 2) @ yy_flat  # (J, (K-1)^2, (K-1)^2)
+    yy = (y.unsqueeze(-1) * y.unsqueeze(-2)).reshape(j, n_nodes, k, k1 * k1)
+    wp = (node_weights[:, None] * p_all).reshape(j, n_nodes * k, 1)  # quadrature x category weights
+    y_flat = y.reshape(j, n_nodes * k, k1)
+    yy_flat = yy.reshape(j, n_nodes * k, k1 * k1)
+    e1 = node_weights @ p  # (J, K-1)
+    c2 = (p_all.unsqueeze(-2) @ yy).squeeze(-2)  # per-node covariance, flattened (J, P, (K-1)^2)
+    e2 = node_weights @ c2
+    wyy = (wp * yy_flat).transpose(1, 2)
+    e3 = wyy @ y_flat  # (J, (K-1)^2, K-1)
+    m4 = wyy @ yy_flat  # (J, (K-1)^2, (K-1)^2)
     c2c2 = (node_weights[None, :, None] * c2).transpose(1, 2) @ c2  # E[c2 (x) c2], pairing (ab)(de)
     c2c2 = c2c2.reshape(j, k1, k1, k1, k1)
     e4 = m4.reshape(j, k1, k1, k1, k1) - c2c2 - c2c2.permute(0, 1, 3, 2, 4) - c2c2.permute(0, 1, 3, 4, 2)
@@ -680,47 +703,61 @@ def _info_nce_derivatives(m: torch.Tensor, mixture: GaussianMixture, delta: floa
 
     Gamma_G = d phi/dG (row 0: w_j (1 - sum_a E l'_a), rows a+1: w_j E l'_a, per column j),
     Q = mu^T D^T (sum_j w_j E l''_j / 2) D mu with D = [-1, I] (d phi/dH through DHD^T).
+
+    The Hessian along E_p, E_q, with nu = D mu (rows mu_k - mu_1, k >= 2): the quadratic parts
+    give tr(E_p Sigma E_q (S2 + 2Q)), symmetrised (2Q from the second derivative of H); phi's
+    cumulants pair the first derivatives of the mean and covariance of its Gaussian,
+    c_q = mu E_q nu^T (row j: component j) and s_q = nu E_q Sigma M nu^T + its transpose:
+    sum_j w_j [c_p E2_j c_q + (c_p E3_j s_q + c_q E3_j s_p) / 2] + s_p (sum_j w_j E4_j) s_q / 4,
+    with En_j the node average of the n-th cumulant. One node set serves the value and all
+    cumulants; every contraction is a product of flattened matrices.
     """
     mom = mixture_moments(mixture) if mom is None else mom
     sigma, s2, mu, w = mom["sigma"], mom["s2"], mixture.means, mixture.weights
     k = mixture.n_components
     m = m.detach()
     smooth, g, h = _info_nce_pieces(m, mixture, delta, mom)
-    value = smooth + expected_log_sum_exp(w, g, h, n_quadrature)
     mean = mom["mean"]
     sms = sigma @ m @ s2
     z = -(delta * (mu.T * w) @ mu + (1 - delta) * torch.outer(mean, mean)) + 0.5 * (sms + sms.T)
     gamma_g = torch.zeros(k, k, dtype=m.dtype, device=m.device)
     gamma_g[0] = w
-    cumulants = None
+    q_mat = None
     if k > 1:
-        cumulants = _phi_cumulants(w, g, h, n_quadrature)
-        e1, e2 = cumulants[0], cumulants[1]  # (K, K-1), (K, K-1, K-1): per component j
+        t, node_weights = _quadrature_points(g, h, n_quadrature)
+        logits = _phi_logits(w, t)
+        lse = torch.logsumexp(logits, dim=-1)
+        value = smooth + w @ g[0] + w @ (lse @ node_weights)
+        e1, e2, e3, e4 = _cumulants_from_probabilities(torch.exp(logits - lse.unsqueeze(-1)), node_weights)
         gamma_g[0] = w * (1 - e1.sum(-1))
         gamma_g[1:] = (w.unsqueeze(-1) * e1).T
-        d_mat = torch.cat([-torch.ones(k - 1, 1, dtype=m.dtype, device=m.device),
-                           torch.eye(k - 1, dtype=m.dtype, device=m.device)], 1)
-        q = mu.T @ (d_mat.T @ (0.5 * torch.einsum("j,jab->ab", w, e2)) @ d_mat) @ mu
-        qms = q @ m @ sigma
+        nu = mu[1:] - mu[:1]  # D mu
+        e2_bar = (w @ e2.reshape(k, -1)).reshape(k - 1, k - 1)
+        q_mat = 0.5 * (nu.T @ e2_bar @ nu)
+        qms = q_mat @ m @ sigma
         z = z + qms + qms.T
+    else:
+        value = smooth + w @ g[0]
     z = z + mu.T @ gamma_g @ mu
     z = 0.5 * (z + z.T)
     if directions is None:
         return float(value), z, None
     e = directions
-    dg = torch.einsum("ka,qab,jb->qkj", mu, e, mu)
-    e_sigma = e @ sigma
-    e_sigma_m = e_sigma @ m
-    dh = torch.einsum("ka,qab,jb->qkj", mu, e_sigma_m + e_sigma_m.transpose(1, 2), mu)
-    quad = torch.einsum("pab,qba->pq", e_sigma, e @ s2)  # tr(E_p Sigma E_q S2)
+    n_dirs, d = e.shape[0], e.shape[1]
+    # tr(E_p Sigma E_q S), S = S2 (+ 2Q): entries of E_p Sigma against those of (E_q S)^T
+    outer = s2 if q_mat is None else s2 + 2 * q_mat
+    quad = (e @ sigma).reshape(n_dirs, d * d) @ (e @ outer).transpose(1, 2).reshape(n_dirs, d * d).T
     hess = 0.5 * (quad + quad.T)
     if k > 1:
-        mu_e = torch.einsum("ka,qab->qkb", mu, e)  # (q, K, d): mu E_q
-        mu_e_sigma = mu_e @ sigma
-        d2h = torch.einsum("pka,qja->pqkj", mu_e_sigma, mu_e)  # mu E_p Sigma E_q mu^T
-        d2h = d2h + d2h.transpose(0, 1)
-        _, phi_hess = _phi_directional(w, g, h, n_quadrature, dg, dh, d2h, cumulants)
-        hess = hess + phi_hess
+        k1 = k - 1
+        dc = (mu @ e @ nu.T).reshape(n_dirs, k * k1)  # c_q, flattened (component j, a)
+        x = (nu @ e) @ (sigma @ m @ nu.T)  # (q, K-1, K-1)
+        ds = (x + x.transpose(1, 2)).reshape(n_dirs, k1 * k1)  # s_q, flattened
+        hess = hess + dc @ torch.block_diag(*(w[:, None, None] * e2)) @ dc.T
+        cross = 0.5 * (dc @ (w[:, None, None] * e3.reshape(k, k1, k1 * k1)).reshape(k * k1, k1 * k1)) @ ds.T
+        hess = hess + cross + cross.T
+        e4_bar = (w @ e4.reshape(k, -1)).reshape(k1 * k1, k1 * k1)
+        hess = hess + 0.25 * (ds @ e4_bar @ ds.T)
     return float(value), z, 0.5 * (hess + hess.T)
 
 
@@ -752,6 +789,8 @@ def _face_newton(loss_and_derivs, value_of, a0: torch.Tensor, max_steps: int, gt
 
     Saddle-free (|eigenvalues| of the Hessian) with a backtracking line search on the loss, so every
     accepted step is a descent step; near the minimiser full steps are taken (quadratic convergence).
+    Stops below ``gtol`` or after three steps without progress, where progress within ``1000 gtol``
+    of zero (the round-off floor) means halving the best gradient so far.
     """
     d, m = a0.shape
     a = a0.clone()
@@ -759,6 +798,7 @@ def _face_newton(loss_and_derivs, value_of, a0: torch.Tensor, max_steps: int, gt
     units = torch.eye(d * m, dtype=a.dtype, device=a.device).reshape(d * m, d, m)
     history: list[float] = []
     best = None
+    progress_score, progress_step = math.inf, 0
     for _ in range(max_steps + 1):
         dirs = units @ a.T  # dA_i A^T, (dm, d, d)
         dirs = dirs + dirs.transpose(1, 2)
@@ -770,7 +810,10 @@ def _face_newton(loss_and_derivs, value_of, a0: torch.Tensor, max_steps: int, gt
         history.append(score)
         if score < gtol or len(history) > max_steps:
             break
-        if len(history) - 1 - history.index(min(history)) >= 3:  # three steps without progress: round-off
+        # progress: any decrease, but within 1000 gtol of 0 (round-off) only a halving counts
+        if score < (0.5 if progress_score < 1e3 * gtol else 1.0) * progress_score:
+            progress_score, progress_step = score, len(history) - 1
+        if len(history) - 1 - progress_step >= 3:  # three steps without progress: round-off
             break
         hess = hess_m + 2 * torch.kron(z, eye_m)
         evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.T))
@@ -838,7 +881,7 @@ def minimize_info_nce_psd(
 
     def value_only(m_mat: torch.Tensor) -> float:
         smooth, g, h = _info_nce_pieces(m_mat, mixture, delta, moments)
-        return float(smooth + expected_log_sum_exp(mixture.weights, g, h, n_quadrature))
+        return float(smooth + _phi_value(mixture.weights, g, h, n_quadrature))
 
     def barrier_value(m_mat: torch.Tensor, t: float) -> float:
         chol, info = torch.linalg.cholesky_ex(m_mat)
@@ -855,19 +898,24 @@ def minimize_info_nce_psd(
     m = (size * abs(float(torch.trace(m1))) / d) * torch.eye(d, dtype=dtype, device=device)
     steps = 0
     spectra = []
+    basis_flat = basis.reshape(basis.shape[0], d * d)
     for t in (b * loss_scale for b in barriers):
         for _ in range(40):
             value, z, hess = derivs(m, basis)
-            m_inv = torch.cholesky_inverse(torch.linalg.cholesky(m))
-            grad = torch.einsum("qab,ab->q", basis, z - t * m_inv)
-            inv_e = m_inv @ basis
-            hess = hess + t * torch.einsum("pab,qba->pq", inv_e, inv_e)
+            chol = torch.linalg.cholesky(m)
+            m_inv = torch.cholesky_inverse(chol)
+            grad = basis_flat @ (z - t * m_inv).reshape(-1)
+            # tr(M^-1 E_p M^-1 E_q): the Hessian of -log det M
+            inv_e = (m_inv @ basis).reshape(basis.shape[0], d * d)
+            inv_e_t = (m_inv @ basis).transpose(1, 2).reshape(basis.shape[0], d * d)
+            hess = hess + t * (inv_e @ inv_e_t.T)
             step = -torch.linalg.solve(hess, grad)
             decrement = float(-(grad @ step))
             if decrement < 1e-20 * max(1.0, abs(value)):
                 break
-            direction = torch.einsum("q,qab->ab", step, basis)
-            f0, s = barrier_value(m, t), 1.0
+            direction = (step @ basis_flat).reshape(d, d)
+            # the barrier objective at m (= barrier_value(m, t), without evaluating the loss again)
+            f0, s = value - 2 * t * float(torch.log(torch.diagonal(chol)).sum()), 1.0
             # Armijo up to the round-off of the loss (as in the face Newton below): once the
             # decrement is at round-off, the full Newton step is taken and the stage ends, instead
             # of halving the step until the test passes on noise
@@ -1227,13 +1275,24 @@ def train_pair_info_nce_minibatch(
     return a, torch.stack(trajectory)
 
 
-def _batched_pair_info_nce(z: torch.Tensor, z_partner: torch.Tensor) -> torch.Tensor:
-    """:func:`clkit.pair_info_nce` (``temperature = 1``) of each of S batches at once: ``(S, B, r)`` -> ``(S,)``."""
+def _batched_pair_info_nce_gradient(x: torch.Tensor, x_hat: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    r"""Gradient in :math:`A` of :func:`clkit.pair_info_nce` (temperature 1) of ``(x_s @ a_s, x_hat_s @ a_s)`` for each of S batches, by hand: ``(S, d, r)``.
+
+    With :math:`z_i = A^\top x_i`, :math:`\hat z_j = A^\top\hat x_j` and :math:`P` the softmax of
+    row :math:`i` of :math:`z_i^\top\hat z_j` over :math:`j\ne i`, the loss
+    :math:`\frac1B\sum_i[\log\sum_{j\ne i}e^{z_i^\top\hat z_j} - z_i^\top\hat z_i]` (up to a constant)
+    has :math:`\partial/\partial Z = (P\hat Z - \hat Z)/B`, :math:`\partial/\partial\hat Z = (P^\top Z - Z)/B`,
+    so the gradient is :math:`X^\top\partial_Z + \hat X^\top\partial_{\hat Z}`. (The tests compare the
+    training it drives with the autograd-driven :func:`train_pair_info_nce_minibatch`.)
+    """
+    z, z_hat = x @ a, x_hat @ a
     n = z.shape[1]
-    logits = z @ z_partner.transpose(1, 2)
+    logits = z @ z_hat.transpose(1, 2)
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    negatives = torch.logsumexp(logits.masked_fill(eye, -math.inf), dim=-1) - math.log(n - 1)
-    return (negatives - logits.diagonal(dim1=-2, dim2=-1)).mean(-1)
+    p = torch.softmax(logits.masked_fill(eye, -math.inf), dim=-1)
+    d_z = (p @ z_hat - z_hat) / n
+    d_z_hat = (p.transpose(1, 2) @ z - z) / n
+    return x.transpose(1, 2) @ d_z + x_hat.transpose(1, 2) @ d_z_hat
 
 
 def train_pair_info_nce_minibatch_batched(
@@ -1253,8 +1312,9 @@ def train_pair_info_nce_minibatch_batched(
     ``x, x_hat``: ``(S, n, d)``, ``a0``: ``(S, d, r)``, ``generators``: S generators, generator
     ``s`` drawing the epoch permutations of set ``s`` exactly as the unbatched function would. The
     S problems share nothing: each step is Adam on :math:`\sum_s\mathcal L_{B_s}(A_s)`, whose
-    gradient in :math:`A_s` is that of :math:`\mathcal L_{B_s}(A_s)` alone, and Adam acts entrywise,
-    so every set follows the unbatched iterates (up to round-off) at the cost of one batched step.
+    gradient in :math:`A_s` is that of :math:`\mathcal L_{B_s}(A_s)` alone (computed by hand,
+    :func:`_batched_pair_info_nce_gradient`), and Adam acts entrywise, so every set follows the
+    unbatched iterates (up to round-off) at the cost of one batched step.
     Returns ``(a, trajectory)`` of shapes ``(S, d, r)`` and ``(S, epochs + 1, d, r)``.
 
     Raises:
@@ -1291,10 +1351,8 @@ def train_pair_info_nce_minibatch_batched(
         order = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in generators]).to(x.device)
         for s in starts:
             idx = order[:, s : s + batch_size]
-            a_var = a.requires_grad_(True)
-            xb, xhb = x[rows, idx], x_hat[rows, idx]
-            (grad,) = torch.autograd.grad(_batched_pair_info_nce(xb @ a_var, xhb @ a_var).sum(), a_var)
-            a = a.detach()
+            # the gradient of each set's minibatch loss, by hand (no autograd graph per step)
+            grad = _batched_pair_info_nce_gradient(x[rows, idx], x_hat[rows, idx], a)
             rate = lr * (1.0 - step / total_steps)
             step += 1
             m = beta1 * m + (1 - beta1) * grad
