@@ -899,7 +899,15 @@ def minimize_info_nce_psd(
     steps = 0
     spectra = []
     basis_flat = basis.reshape(basis.shape[0], d * d)
+    tangent = None  # (t, dM/dt) on the central path at the previous barrier weight
     for t in (b * loss_scale for b in barriers):
+        if tangent is not None:
+            # predictor: follow the tangent of the central path to the new weight (an eigenvalue of
+            # order t lands on its new size), kept only if positive definite and better for the
+            # new barrier objective; Newton (the corrector) then starts there
+            candidate = m + (t - tangent[0]) * tangent[1]
+            if int(torch.linalg.cholesky_ex(candidate)[1]) == 0 and barrier_value(candidate, t) < barrier_value(m, t):
+                m = 0.5 * (candidate + candidate.T)
         for _ in range(40):
             value, z, hess = derivs(m, basis)
             chol = torch.linalg.cholesky(m)
@@ -909,6 +917,8 @@ def minimize_info_nce_psd(
             inv_e = (m_inv @ basis).reshape(basis.shape[0], d * d)
             inv_e_t = (m_inv @ basis).transpose(1, 2).reshape(basis.shape[0], d * d)
             hess = hess + t * (inv_e @ inv_e_t.T)
+            # at the centre grad L(M) = t M^-1, so (Hess L + t Hess(-log det)) dM/dt = M^-1
+            tangent = (t, (torch.linalg.solve(hess, basis_flat @ m_inv.reshape(-1)) @ basis_flat).reshape(d, d))
             step = -torch.linalg.solve(hess, grad)
             decrement = float(-(grad @ step))
             if decrement < 1e-20 * max(1.0, abs(value)):
