@@ -844,7 +844,9 @@ def minimize_info_nce_psd(
 
     1. *Interior point.* Damped Newton (backtracking line search that keeps :math:`M\succ0`) on
        :math:`\mathcal L(M) - t\log\det M` over symmetric :math:`M`, for each barrier weight
-       :math:`t` in ``barriers`` (decreasing), warm-started. Exact Hessians: analytic for the
+       :math:`t` in ``barriers`` (decreasing), warm-started by a predictor step along the tangent
+       :math:`dM/dt` of the central path (kept when positive definite and better for the new
+       weight). Exact Hessians: analytic for the
        closed-form parts; the log-sum-exp term differentiates by Price's theorem (Gaussian
        expectations of the cumulants of a categorical distribution), so no autograd Hessian is
        needed. At the barrier's minimiser an eigenvalue of :math:`M` in a direction the optimum
