@@ -573,3 +573,90 @@ def test_hand_written_adam_with_cosine_decay_matches_torch_optim():
         schedule.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss", ["info_nce", "cross_correlation"])
+def test_hand_written_training_gradients_match_autograd(loss):
+    from clkit.generalization import _training_value_and_grads
+
+    encoders = LatticeEncoders([3, 4, 5], 40, 8, 3, 2.5, frequencies=2)
+    n = 7
+    views = torch.randint(0, 40, (3, 2 * n), generator=torch.Generator().manual_seed(2))
+    off = ~torch.eye(n if loss == "info_nce" else 3, dtype=torch.bool)
+    value, grads = _training_value_and_grads(encoders, views, loss, 0.7, off)
+    z = encoders(views)
+    z1, z2 = z[:, :n], z[:, n:]
+    if loss == "info_nce":
+        reference = one_negative_info_nce(z1, z2).sum()
+    else:  # second-moment normalisation and the loss written as in Huang et al.'s definition
+        reference = 0.0
+        for b in range(3):
+            both = torch.cat([z1[b], z2[b]])
+            scale = (both**2).mean(dim=0).sqrt()
+            c = (z1[b] / scale).T @ (z2[b] / scale) / n
+            reference = reference + sum((1 - c[i, i]) ** 2 + 0.7 * sum(c[i, j] ** 2 for j in range(3) if j != i)
+                                        for i in range(3))
+    expected = torch.autograd.grad(reference, list(encoders.parameters()))
+    assert float(value) == pytest.approx(float(reference.detach()), rel=1e-13)
+    for ours, theirs in zip(grads, expected):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-13)
+
+
+def test_training_by_hand_matches_training_by_autograd(data, monkeypatch):
+    import clkit.generalization as gen
+
+    aug = RotationAugmentation(data, 2)
+    kwargs = dict(seeds=[0, 1], radius=2.0, steps=20, batch_size=16, n_checkpoints=1, hidden=8)
+    for loss in ("info_nce", "cross_correlation"):
+        fast = train_lattice_encoders(aug, loss, generator=clkit.make_generator(0, "cpu"), **kwargs)[1][-1]
+
+        def autograd_only(encoders, views, loss_, lam, off, with_value=True):
+            z = encoders(views)
+            k = views.shape[-1] // 2
+            z1, z2 = z[..., :k, :], z[..., k:, :]
+            if loss_ == "info_nce":
+                value = one_negative_info_nce(z1, z2).sum()
+            else:
+                scale = torch.cat([z1, z2], dim=1).pow(2).mean(dim=1, keepdim=True).sqrt()
+                c = (z1 / scale).transpose(-1, -2) @ (z2 / scale) / k
+                diagonal = c.diagonal(dim1=-2, dim2=-1)
+                value = (1 - diagonal).pow(2).sum() + lam * (c * off).pow(2).sum()
+            return value, list(torch.autograd.grad(value, list(encoders.parameters())))
+
+        with monkeypatch.context() as m:
+            m.setattr(gen, "_training_value_and_grads", autograd_only)
+            slow = train_lattice_encoders(aug, loss, generator=clkit.make_generator(0, "cpu"), **kwargs)[1][-1]
+        torch.testing.assert_close(fast.embeddings, slow.embeddings, rtol=0, atol=1e-10)
+
+
+def test_adversarial_configurations_match_a_loop_over_configurations():
+    from clkit.generalization import _adversarial_configurations
+
+    gen = torch.Generator().manual_seed(4)
+    for k in (2, 3):
+        params = 2 * torch.randn(50, 5 + 3 * k, generator=gen, dtype=DT)
+        condition, misclassified, rho, margin = _adversarial_configurations(params, k, 8, 1.0)
+        for i in range(50):
+            p = params[i]
+            alpha, beta, gamma = p[0:3].softmax(0)
+            w = p[3:3 + k].softmax(0)
+            unit = lambda a: torch.stack([torch.cos(a), torch.sin(a)])
+            chord = lambda a: 2 * abs(math.sin(float(a) / 2))
+            tb, tc, tc2, eps = p[3 + k], p[4 + k], p[5 + k], 2 * torch.sigmoid(p[4 + 3 * k])
+            mu = [(alpha + beta / 8) * unit(torch.tensor(0.0, dtype=DT)) + beta * 7 / 8 * unit(tb)
+                  + gamma / 2 * (unit(tc) + unit(tc2))]
+            r_eps = w[0] * (beta * (chord(tb) > eps) + gamma * (chord(tc - tc2) > eps))
+            for ell in range(1, k):
+                phi, psi = p[5 + k + ell], p[4 + 2 * k + ell]
+                mu.append((unit(phi) + unit(phi + psi)) / 2)
+                r_eps = r_eps + w[ell] * (chord(psi) > eps)
+            rho_i = 2 * (1 - alpha - beta) + r_eps / w.min() + (alpha + beta) * 2 * eps
+            deficit = 1 - min(float(m @ m) for m in mu)
+            inner = max(float(mu[a] @ mu[b]) for a in range(k) for b in range(k) if a != b)
+            threshold = 1 - rho_i - math.sqrt(2 * rho_i) - deficit / 2
+            e0 = unit(torch.tensor(0.0, dtype=DT))
+            dist = [float((e0 - m) @ (e0 - m)) for m in mu]
+            assert float(rho[i]) == pytest.approx(float(rho_i), rel=1e-12)
+            assert float(margin[i]) == pytest.approx(float(threshold - inner), rel=1e-9, abs=1e-12)
+            assert float(misclassified[i]) == pytest.approx(dist[0] - min(dist[1:]), abs=1e-12)
+            assert bool(condition[i]) == (float(threshold - inner) > 0)
