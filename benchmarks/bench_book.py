@@ -6,8 +6,11 @@
     python benchmarks/bench_book.py --build --scale default --jobs 2    # whole build: serial, parallel
     python benchmarks/bench_book.py --rev HEAD ...                      # a commit instead of the work tree
 
-Per chapter, over ``--repeat`` runs each in a fresh kernel (as Jupyter Book executes it, in the
-chapter's folder, with ``CLKIT_SCALE`` set): the median wall time from kernel start to the last
+Per chapter, over ``--repeat`` runs each in a fresh kernel (as the build executes it, in the
+chapter's folder, with ``CLKIT_SCALE`` set; ``--kernel warm``, the default, forks each kernel from
+this process after importing torch, SymPy, SciPy and ipykernel once, as ``scripts/build-book.sh``
+does on several cores; ``--kernel cold`` starts a new interpreter per kernel, as a plain
+``jupyter-book build`` does): the median wall time from kernel start to the last
 cell, the kernel start-up, the import of clkit and pyplot (a first cell, so the chapter's own imports
 are then free), the chapter's cells, the kernel's CPU time (user + system, all its threads) and
 the five most expensive cells. ``--profile N`` runs the chapter once more under cProfile inside
@@ -47,6 +50,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from run_chapter import temporary_environment  # noqa: E402
+from warm_kernel import available as warm_available  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -138,6 +142,11 @@ def _label(source: str) -> str:
     return "(empty)"
 
 
+#: "warm": kernels forked from this (preloaded) process, as scripts/build-book.sh runs them on several
+#: cores (scripts/warm_kernel.py); "cold": each kernel a new interpreter, as `jupyter-book build` does.
+KERNEL = {"mode": "warm"}
+
+
 def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path | None = None) -> dict:
     """Execute one chapter in a fresh kernel; return the timings (and the error, if a cell failed)."""
     import jupytext
@@ -159,7 +168,13 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
     out: dict = {"cells": {}, "error": None, "load_before": load()}
     ticks = cpu_ticks()
     with temporary_environment(env):
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+        extra = {}
+        if KERNEL["mode"] == "warm":
+            from warm_kernel import WarmKernelManager, preload
+
+            preload()  # once per benchmark process, before any timing
+            extra["kernel_manager_class"] = WarmKernelManager
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", **extra,
                                 resources={"metadata": {"path": str(path.parent)}})
         t0 = time.perf_counter()
         with client.setup_kernel():
@@ -380,7 +395,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel build: notebooks at a time")
     parser.add_argument("--rev", default=None, help="measure this commit's book and clkit (default: the work tree)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    parser.add_argument("--kernel", default="warm", choices=("warm", "cold"),
+                        help="warm: each kernel forked from a preloaded process, as build-book.sh does "
+                             "on several cores (default); cold: a new interpreter, as jupyter-book does")
     args = parser.parse_args()
+    KERNEL["mode"] = args.kernel if warm_available() else "cold"
     if args.repeat < 1 or args.jobs < 1:
         parser.error("--repeat and --jobs must be >= 1")
 
@@ -393,11 +412,11 @@ def main() -> int:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.rev],
                              capture_output=True, text=True).stdout.strip()
     info = machine()
-    header = (f"{info['date']} · {rev} · {info['nproc']} cores ({info['cpu']}), {info['memory']}, Python "
+    header = (f"{info['date']} · {rev} · {KERNEL['mode']} kernels · {info['nproc']} cores ({info['cpu']}), {info['memory']}, Python "
               f"{info['python']}, torch {info['torch']} ({info['torch_threads']} threads) · load average (1 min) "
               f"at start {load():.1f}")
     print(header, flush=True)
-    record: dict = {"machine": info, "rev": rev, "scale": args.scale}
+    record: dict = {"machine": info, "rev": rev, "scale": args.scale, "kernel": KERNEL["mode"]}
     if args.build:
         modes = [m.strip() for m in args.build.split(",")]
         if not set(modes) <= {"serial", "parallel"}:

@@ -5,7 +5,8 @@
 #
 # The chapters are independent, so with more than one core they execute in parallel first
 # (scripts/execute_parallel.py: CLBOOK_JOBS at a time, default the number of cores, into a fresh
-# jupyter-cache), and jupyter-book then builds from those outputs (execute_notebooks: cache, in a
+# jupyter-cache; each in a new kernel forked from a process that imported torch, SymPy, SciPy and
+# ipykernel once, scripts/warm_kernel.py), and jupyter-book then builds from those outputs (execute_notebooks: cache, in a
 # config derived from book/_config.yml); a notebook that failed there is executed again by the build,
 # which reports the failure. CLBOOK_JOBS=1 builds exactly as `jupyter-book build book/` does
 # (execute_notebooks: force, one chapter after another). Nothing is reused from an earlier build.
