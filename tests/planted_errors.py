@@ -286,6 +286,23 @@ def _clip_quadratic_term_3pct(original: Callable[..., Any]) -> Callable[..., Any
     return wrong
 
 
+def _minibatch_gradient_without_partner_term(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The by-hand minibatch InfoNCE gradient with only the anchor side X^T dL/dZ (the partner side
+    X_hat^T dL/dZ_hat dropped): Adam then follows a field that is not the loss's gradient."""
+
+    @functools.wraps(original)
+    def wrong(x: Any, x_hat: Any, a: Any) -> Any:
+        import torch
+
+        z, z_hat = x @ a, x_hat @ a
+        n = z.shape[1]
+        eye = torch.eye(n, dtype=torch.bool, device=z.device)
+        p = torch.softmax((z @ z_hat.transpose(1, 2)).masked_fill(eye, -math.inf), dim=-1)
+        return x.transpose(1, 2) @ ((p @ z_hat - z_hat) / n)
+
+    return wrong
+
+
 PLANTED_03: list[PlantedError] = [
     PlantedError(id="03-fisher-subspace-without-sigma-inverse", chapter="03_fisher_subspace",
                  target="clkit.fisher.fisher_subspace",
@@ -315,6 +332,10 @@ PLANTED_03: list[PlantedError] = [
                  description="CLIP Newton's gradient and Hessian with the quadratic term 3 % too large "
                              "(consistent, so only the independent autograd gradient can see it)",
                  make=_clip_quadratic_term_3pct),
+    PlantedError(id="03-minibatch-gradient-partner-term-dropped", chapter="03_fisher_subspace",
+                 target="clkit.fisher._batched_pair_info_nce_gradient",
+                 description="minibatch InfoNCE gradient by hand without the partner term X_hat^T dL/dZ_hat",
+                 make=_minibatch_gradient_without_partner_term),
 ]
 
 # --------------------------------------------------------------------------------------------
