@@ -82,3 +82,49 @@ def test_the_fork_is_used_only_for_this_interpreters_ipykernel():
     assert warm_kernel._ipykernel_argv(["/usr/bin/other-python", "-m", "ipykernel_launcher", "-f", "c"]) \
         is None
     assert warm_kernel._ipykernel_argv(["julia", "-i", "kernel.jl", "c.json"]) is None
+
+
+NOTEBOOK = """---
+jupytext:
+  text_representation:
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Page {k}
+
+```{{code-cell}} ipython3
+import os
+import torch
+print("page {k}", os.path.basename(os.getcwd()), os.environ.get("CLKIT_SCALE"))
+```
+"""
+
+
+def test_parallel_execution_through_warm_kernels_fills_the_cache(tmp_path: Path):
+    """scripts/execute_parallel.py, as build-book.sh runs it: two notebooks, two warm workers."""
+    import subprocess
+
+    from jupyter_cache import get_cache
+
+    book = tmp_path / "book"
+    (book / "pages").mkdir(parents=True)
+    (book / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: force\n  timeout: 120\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: pages/p1\nchapters:\n  - file: pages/p2\n")
+    for k in (1, 2):
+        (book / "pages" / f"p{k}.md").write_text(NOTEBOOK.format(k=k))
+    env = {**os.environ, "CLKIT_SCALE": "smoke"}
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "execute_parallel.py"), str(book),
+                          "--jobs", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "kernels forked from a preloaded process" in run.stderr
+    assert run.stderr.count("executed in") == 2, run.stderr
+    cache = get_cache(str(book / "_build" / ".jupyter_cache"))
+    texts = sorted(o["text"] for record in cache.list_cache_records()
+                   for cell in cache.get_cache_bundle(record.pk).nb.cells if cell.cell_type == "code"
+                   for o in cell.outputs if "text" in o)
+    assert texts == ["page 1 pages smoke\n", "page 2 pages smoke\n"]
+    assert Path(run.stdout.strip()).is_file()  # the derived config
