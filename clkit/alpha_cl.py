@@ -512,6 +512,22 @@ def flow_jacobian(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.
     return basis.transpose(1, 2) @ jac @ basis
 
 
+def _flow_jacobian_differences(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor,
+                                basis: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
+    r""":func:`flow_jacobian` by central differences along the tangent basis, in one call of ``matrices_fn``.
+
+    Column :math:`j` is :math:`E^\top\big(F(w+hE_j)-F(w-hE_j)\big)/2h` (error :math:`O(h^2)` plus
+    round-off :math:`O(\epsilon/h)`, about :math:`10^{-10}` relative): enough for the Newton steps of
+    :func:`find_critical_points`, whose convergence is checked on :math:`\|F\|` itself, and one batched
+    evaluation instead of :math:`d` reverse passes of autograd.
+    """
+    k, d = w.shape
+    shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
+    v = torch.cat([w[:, None, :] + shifts, w[:, None, :] - shifts], 1).reshape(-1, d)
+    f = sphere_flow(matrices_fn, v).reshape(k, 2, d - 1, d)
+    return basis.transpose(1, 2) @ ((f[:, 0] - f[:, 1]) / (2 * step)).transpose(1, 2)
+
+
 def linearised_flow_matrix(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     r"""The book's linearisation of the α-CL flow at a critical point (Lemma ``lem-linearised-flow``):
 
@@ -549,7 +565,10 @@ def find_critical_points(
 
     From each start, damped Newton steps on :math:`F(w)=0` (:func:`sphere_flow`) in tangent
     coordinates, :math:`\xi = -J_E^{+}E^\top F(w)`, :math:`w\leftarrow(w+E\xi)/\|\cdot\|`, with
-    :math:`J_E` = :func:`flow_jacobian` and step length capped at ``max_step``. Newton converges to
+    :math:`J_E` the tangent Jacobian of :func:`flow_jacobian` taken by central differences (one
+    batched call of ``matrices_fn``; autograd's :math:`d` reverse passes cost 5-10x more here and
+    stay free as the independent route to :math:`J_E` at the points found) and step length capped
+    at ``max_step``. Newton converges to
     maxima, saddles and minima alike. Converged points (``|F| < tol``) are deduplicated
     (distance below ``merge``).
 
@@ -568,13 +587,15 @@ def find_critical_points(
     active = torch.arange(w.shape[0], device=w.device)
     for _ in range(max_iter):
         f = sphere_flow(matrices_fn, w[active]).detach()
-        active = active[f.norm(dim=1) >= tol]  # converged points stop; the rest keep iterating
+        moving = f.norm(dim=1) >= tol
+        active, f = active[moving], f[moving]  # converged points stop; the rest keep iterating
         if active.numel() == 0:
             break
         v = w[active]
         basis = tangent_bases(v)
-        rhs = basis.transpose(1, 2) @ sphere_flow(matrices_fn, v).detach()[:, :, None]
-        xi = -(torch.linalg.pinv(flow_jacobian(matrices_fn, v), rtol=1e-13) @ rhs)[:, :, 0]
+        rhs = basis.transpose(1, 2) @ f[:, :, None]
+        jacobian = _flow_jacobian_differences(matrices_fn, v, basis)
+        xi = -(torch.linalg.pinv(jacobian, rtol=1e-13) @ rhs)[:, :, 0]
         length = xi.norm(dim=1, keepdim=True)
         xi = xi * torch.clamp(max_step / length.clamp_min(1e-300), max=1.0)
         v = v + (basis @ xi[:, :, None])[:, :, 0]
@@ -677,33 +698,53 @@ class LatentPatternModel:
         _check_weight("w", w, self.dim)
         return w / w.norm()
 
+    def _units(self, w: torch.Tensor) -> torch.Tensor:
+        """``w`` ``(d,)`` or rows ``(K, d)``, finite and non-zero, normalised."""
+        if isinstance(w, torch.Tensor) and w.dim() == 1:
+            return self._unit(w)
+        check_shape("w", w, (None, self.dim))
+        check_finite("w", w)
+        norms = w.norm(dim=-1, keepdim=True)
+        if bool((norms == 0).any()):
+            raise ValueError("w must have non-zero rows")
+        return w / norms
+
     def gated_moments(self, w: torch.Tensor, activation: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Conditional mean ``(G, d)`` and covariance ``(G, d, d)`` of :math:`\tilde x^w` given the pattern."""
+        r"""Conditional mean ``(G, d)`` and covariance ``(G, d, d)`` of :math:`\tilde x^w` given the pattern.
+
+        ``w`` may also hold ``K`` rows ``(K, d)``: the moments at each, ``(K, G, d)`` and ``(K, G, d, d)``.
+        """
         _check_activation(activation)
-        w = self._unit(w)
+        w = self._units(w)
         mu, s = self.patterns, self.sigma
         eye = torch.eye(self.dim, dtype=mu.dtype, device=mu.device)
         if activation == "linear":
-            return mu.clone(), (s * s) * eye.expand(mu.shape[0], -1, -1).clone()
-        a = mu @ w / s
+            shape = (*w.shape[:-1], *mu.shape)
+            return mu.expand(shape).clone(), (s * s) * eye.expand(*shape, self.dim).clone()
+        a = w @ mu.T / s  # (..., G)
         cdf, pdf = torch.special.ndtr(a), _std_normal_pdf(a)
-        m = cdf[:, None] * mu + s * pdf[:, None] * w
+        w_row = w[..., None, :]  # (..., 1, d)
+        m = cdf[..., None] * mu + s * pdf[..., None] * w_row
         outer_mu = mu[:, :, None] * mu[:, None, :]
-        cross = mu[:, :, None] * w[None, None, :] + w[None, :, None] * mu[:, None, :]
-        second = (cdf[:, None, None] * (outer_mu + s * s * eye) + s * pdf[:, None, None] * cross
-                  - (s * s) * (a * pdf)[:, None, None] * torch.outer(w, w))
-        return m, second - m[:, :, None] * m[:, None, :]
+        cross = mu[:, :, None] * w_row[..., None, :] + w_row[..., :, None] * mu[:, None, :]
+        outer_w = (w[..., :, None] * w[..., None, :])[..., None, :, :]
+        second = (cdf[..., None, None] * (outer_mu + s * s * eye) + s * pdf[..., None, None] * cross
+                  - (s * s) * (a * pdf)[..., None, None] * outer_w)
+        return m, second - m[..., :, None] * m[..., None, :]
 
     def kernel(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
-        r"""Pattern kernel ``(G, G)``: ones (uniform α, ``tau=None``) or the Gaussian α on :math:`x_0=\mu_k`."""
+        r"""Pattern kernel ``(G, G)``: ones (uniform α, ``tau=None``) or the Gaussian α on :math:`x_0=\mu_k`.
+
+        ``w`` may also hold ``K`` rows: ``(K, G, G)``.
+        """
         _check_activation(activation)
-        w = self._unit(w)
+        w = self._units(w)
         g = self.patterns.shape[0]
         if tau is None:
-            return torch.ones(g, g, dtype=w.dtype, device=w.device)
+            return torch.ones(*w.shape[:-1], g, g, dtype=w.dtype, device=w.device)
         tau = check_positive("tau", tau)
-        f = _activation(activation, self.patterns @ w)
-        return torch.exp(-(f[:, None] - f[None, :]).pow(2) / (2 * tau))
+        f = _activation(activation, w @ self.patterns.T)
+        return torch.exp(-(f[..., :, None] - f[..., None, :]).pow(2) / (2 * tau))
 
     def population_matrix(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
         r"""Population :math:`A(w)=\tfrac12\sum_{kl}p_kp_l\kappa_{kl}(m_k-m_l)(m_k-m_l)^\top`, ``(d, d)``."""
@@ -753,41 +794,54 @@ class LatentPatternModel:
         within = torch.einsum("k,kij->ij", self.probs, cov)
         return (1 - 1 / n) * self.population_matrix(w, activation, tau) - within / n
 
-    def roughness_bound_terms(
+    def roughness_bound_terms_batch(
         self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
-    ) -> tuple[float, float]:
-        r"""The two parts of :meth:`roughness_bound`: the gate term and the kernel (:math:`\tau`) term.
+    ) -> torch.Tensor:
+        r"""The two parts of :meth:`roughness_bound` at each row of ``w`` (``(K, d)`` or ``(d,)``):
+        ``(K, 2)`` (or ``(2,)``), the gate term and the kernel (:math:`\tau`) term,
 
         .. math::
             R_{\rm gate} = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\gamma_k,\qquad
             R_\tau = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\frac{|\Delta_{kl}|}{2\tau}
                 \|P(h'_k\mu_k-h'_l\mu_l)\|\,\|m_k-m_l\|
 
-        (:math:`R_\tau = 0` for uniform α).
+        (:math:`R_\tau = 0` for uniform α), in one vectorised pass over the rows.
         """
         _check_activation(activation)
-        w = self._unit(w)
+        w = self._units(w)
         mu, s = self.patterns, self.sigma
-        m, _ = self.gated_moments(w, activation)
-        proj = mu - (mu @ w)[:, None] * w
+        m, _ = self.gated_moments(w, activation)  # (..., G, d)
+        pre = w @ mu.T  # (..., G)
+        proj = mu - pre[..., None] * w[..., None, :]
         if activation == "linear":
-            gamma = torch.zeros(mu.shape[0], dtype=mu.dtype, device=mu.device)
+            gamma = torch.zeros_like(pre)
         else:
-            a = mu @ w / s
-            gamma = _std_normal_pdf(a) * (proj.norm(dim=1).pow(2) / s + s)
-        diff = m[:, None, :] - m[None, :, :]
-        c = (diff @ w).abs()
+            gamma = _std_normal_pdf(pre / s) * (proj.norm(dim=-1).pow(2) / s + s)
+        diff = m[..., :, None, :] - m[..., None, :, :]  # (..., G, G, d)
+        c = (diff * w[..., None, None, :]).sum(dim=-1).abs()
         weights = self.probs[:, None] * self.probs[None, :] * self.kernel(w, activation, tau)
-        gate = float((weights * c * gamma[:, None]).sum())
+        gate = (weights * c * gamma[..., :, None]).sum(dim=(-1, -2))
         if tau is None:
-            return gate, 0.0
-        pre = mu @ w
+            return torch.stack([gate, torch.zeros_like(gate)], dim=-1)
         f, fprime = _activation(activation, pre), _activation_derivative(activation, pre)
-        delta = (f[:, None] - f[None, :]).abs()
-        gated_proj = fprime[:, None] * proj
-        dk = (gated_proj[:, None, :] - gated_proj[None, :, :]).norm(dim=-1)
-        kernel = float((weights * c * delta / (2 * tau) * dk * diff.norm(dim=-1)).sum())
+        delta = (f[..., :, None] - f[..., None, :]).abs()
+        gated_proj = fprime[..., None] * proj
+        dk = (gated_proj[..., :, None, :] - gated_proj[..., None, :, :]).norm(dim=-1)
+        kernel = (weights * c * delta / (2 * tau) * dk * diff.norm(dim=-1)).sum(dim=(-1, -2))
+        return torch.stack([gate, kernel], dim=-1)
+
+    def roughness_bound_terms(
+        self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
+    ) -> tuple[float, float]:
+        r"""The two parts of :meth:`roughness_bound` at one ``w`` ``(d,)``: the gate term and the kernel
+        (:math:`\tau`) term, as floats (:meth:`roughness_bound_terms_batch`)."""
+        gate, kernel = self.roughness_bound_terms_batch(self._unit(w), activation, tau).tolist()
         return gate, kernel
+
+    def roughness_bound_batch(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
+                              ) -> torch.Tensor:
+        r""":meth:`roughness_bound` at each row of ``w`` ``(K, d)`` (or ``(d,)``), one vectorised pass: ``(K,)``."""
+        return self.roughness_bound_terms_batch(w, activation, tau).sum(dim=-1)
 
     def roughness_bound(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> float:
         r"""The book's upper bound on :math:`\rho(w)` (Lemma ``lem-rho-bound`` of chapter ``04_alpha_cl``).
@@ -802,7 +856,6 @@ class LatentPatternModel:
 
         :math:`\Delta_{kl}=h(w^\top\mu_k)-h(w^\top\mu_l)`, :math:`h'_k = h'(w^\top\mu_k)`; the
         bracket's second term is absent for uniform α. Valid where no :math:`w^\top\mu_k` is 0 (ReLU).
-        The sum of :meth:`roughness_bound_terms`.
+        :meth:`roughness_bound_batch` at one ``w`` ``(d,)``, as a float.
         """
-        gate, kernel = self.roughness_bound_terms(w, activation, tau)
-        return gate + kernel
+        return float(self.roughness_bound_batch(self._unit(w), activation, tau))

@@ -356,8 +356,9 @@ def _flow_matrix_without_b(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _bound_without_tau_term(original: Callable[..., Any]) -> Callable[..., Any]:
-    def wrong(self: Any, w: Any, activation: str = "relu", tau: Any = None) -> float:
-        return self.roughness_bound_terms(w, activation, tau)[0]  # gate term only
+    # roughness_bound_batch is the code path of every roughness bound (roughness_bound calls it)
+    def wrong(self: Any, w: Any, activation: str = "relu", tau: Any = None) -> Any:
+        return self.roughness_bound_terms_batch(w, activation, tau)[..., 0]  # gate term only
 
     return wrong
 
@@ -396,11 +397,11 @@ PLANTED_04: list[PlantedError] = [
                  description="linearised flow J without the roughness term E^T B_E",
                  make=_flow_matrix_without_b),
     PlantedError(id="04-bound-drops-tau-term", chapter="04_alpha_cl",
-                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound",
+                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound_batch",
                  description="roughness bound R without its tau (kernel) term",
                  make=_bound_without_tau_term),
     PlantedError(id="04-bound-factor-2", chapter="04_alpha_cl",
-                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound",
+                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound_batch",
                  description="roughness bound R twice too large (a valid but loose bound)",
                  make=scaled(2.0)),
     PlantedError(id="04-gated-mean-3pct", chapter="04_alpha_cl",

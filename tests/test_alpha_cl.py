@@ -426,3 +426,67 @@ def test_new_functions_reject_bad_input_naming_the_argument():
         clkit.info_nce_alpha_from_distances(torch.zeros(3, dtype=DTYPE), torch.zeros(3, 3, dtype=DTYPE), 0.0)
     with pytest.raises(ValueError, match="d_neg"):
         clkit.info_nce_alpha_from_distances(torch.zeros(3, dtype=DTYPE), torch.zeros(2, 2, dtype=DTYPE), 1.0)
+
+
+@pytest.mark.parametrize("activation, tau", [("relu", None), ("relu", 0.7), ("linear", 1.5)])
+def test_batched_roughness_terms_match_a_loop_over_pattern_pairs(activation: str, tau: float | None):
+    # the bound's two sums written term by term, from gated_moments and kernel at one w at a time
+    model = _pattern_model()
+    w = torch.randn(6, 4, dtype=DTYPE, generator=_gen(31))
+    terms = model.roughness_bound_terms_batch(w, activation, tau)
+    assert terms.shape == (6, 2)
+    torch.testing.assert_close(model.roughness_bound_batch(w, activation, tau), terms.sum(1), rtol=0, atol=0)
+    relu = activation == "relu"
+    for k in range(6):
+        u = w[k] / w[k].norm()
+        m, _ = model.gated_moments(u, activation)
+        kappa = model.kernel(u, activation, tau)
+        gate = kern = 0.0
+        for a in range(3):
+            for b in range(3):
+                mu_a, mu_b = model.patterns[a], model.patterns[b]
+                weight = float(model.probs[a] * model.probs[b] * kappa[a, b])
+                c = abs(float((m[a] - m[b]) @ u))
+                proj_a = mu_a - (mu_a @ u) * u
+                gamma = (math.exp(-0.5 * float(mu_a @ u / model.sigma) ** 2) / math.sqrt(2 * math.pi)
+                         * (float(proj_a @ proj_a) / model.sigma + model.sigma)) if relu else 0.0
+                gate += weight * c * gamma
+                if tau is not None:
+                    h = (lambda t: max(t, 0.0)) if relu else (lambda t: t)
+                    hp = (lambda t: float(t > 0)) if relu else (lambda t: 1.0)
+                    pa, pb = float(mu_a @ u), float(mu_b @ u)
+                    proj_b = mu_b - pb * u
+                    delta = abs(h(pa) - h(pb))
+                    dk = float((hp(pa) * proj_a - hp(pb) * proj_b).norm())
+                    kern += weight * c * delta / (2 * tau) * dk * float((m[a] - m[b]).norm())
+        assert float(terms[k, 0]) == pytest.approx(gate, rel=1e-12, abs=1e-15)
+        assert float(terms[k, 1]) == pytest.approx(kern, rel=1e-12, abs=1e-15)
+        assert model.roughness_bound(w[k], activation, tau) == pytest.approx(gate + kern, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_batched_gated_moments_and_kernel_match_one_row_at_a_time(activation: str):
+    model = _pattern_model()
+    w = torch.randn(5, 4, dtype=DTYPE, generator=_gen(32))
+    m, cov = model.gated_moments(w, activation)
+    kappa = model.kernel(w, activation, 0.8)
+    assert m.shape == (5, 3, 4) and cov.shape == (5, 3, 4, 4) and kappa.shape == (5, 3, 3)
+    for k in range(5):
+        m_k, cov_k = model.gated_moments(w[k], activation)
+        torch.testing.assert_close(m[k], m_k, rtol=0, atol=1e-15)
+        torch.testing.assert_close(cov[k], cov_k, rtol=0, atol=1e-15)
+        torch.testing.assert_close(kappa[k], model.kernel(w[k], activation, 0.8), rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="w"):
+        model.gated_moments(torch.zeros(2, 4, dtype=DTYPE))
+
+
+@pytest.mark.parametrize("tau", [None, 0.6])
+def test_newton_jacobian_by_differences_matches_autograd(tau: float | None):
+    from clkit.alpha_cl import _flow_jacobian_differences
+
+    model = _pattern_model()
+    fn = lambda v: model.population_matrices(v, "relu", tau)
+    w = torch.randn(7, 4, dtype=DTYPE, generator=_gen(33))
+    w = w / w.norm(dim=1, keepdim=True)
+    by_differences = _flow_jacobian_differences(fn, w, clkit.tangent_bases(w))
+    torch.testing.assert_close(by_differences, clkit.flow_jacobian(fn, w), rtol=0, atol=1e-8)
