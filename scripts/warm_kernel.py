@@ -36,7 +36,8 @@ from jupyter_client.provisioning import LocalProvisioner
 
 #: What every chapter's kernel imports, heaviest first; importing them starts no thread.
 PRELOAD = ("torch", "sympy", "scipy.optimize", "scipy.special", "scipy.linalg", "numpy",
-           "matplotlib.pyplot", "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython")
+           "matplotlib.pyplot", "contourpy", "PIL.PngImagePlugin", "ipykernel.kernelapp",
+           "ipykernel.ipkernel", "IPython", "myst_nb", "nbformat")
 
 _preloaded = False
 
