@@ -150,8 +150,8 @@ def _reduces_to_zero(diff: Any, extra: Iterable[Any] = ()) -> tuple[bool, str]:
         ("expand_log+expand", lambda e: sp.expand(sp.expand_log(e, force=True))),
         ("trigsimp", sp.trigsimp),
         ("powsimp+radsimp", lambda e: sp.radsimp(sp.powsimp(sp.expand(e), force=True))),
+        *extra,  # the caller's targeted rewrites before the generic (and costly) simplify
         ("simplify", sp.simplify),
-        *extra,
     ]
     remaining = [sp.sympify(e) for e in entries]
     used: list[str] = []
@@ -234,8 +234,8 @@ def derive_equal(
     """Prove ``lhs == rhs`` with SymPy and record it as a ``derivation`` claim.
 
     ``domain`` maps symbols to intervals for the numeric fallback (default: (0.1, 3) for positive
-    symbols, (-2, 2) otherwise); ``simplifiers`` adds ``(label, function)`` pairs tried after the
-    built-in chain. Raises :class:`~clkit.claims.ClaimFailure` when the step is false at a
+    symbols, (-2, 2) otherwise); ``simplifiers`` adds ``(label, function)`` pairs, tried after the
+    built-in chain's targeted steps and before the generic ``simplify``. Raises :class:`~clkit.claims.ClaimFailure` when the step is false at a
     numeric point, ``ValueError`` when ``lhs`` and ``rhs`` have different shapes.
     """
     sp = _sympy()
