@@ -25,6 +25,20 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from run_chapter import execute_myst  # noqa: E402  (re-exported for the tests)
 
+#: The front matter of a MyST notebook with the Python 3 kernel (tests write small notebooks).
+MYST_FRONT_MATTER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
 JUPYTER_BOOK = str(Path(sys.executable).with_name("jupyter-book"))
 
 

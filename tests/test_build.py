@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BOOK, build_book
+from conftest import BOOK, MYST_FRONT_MATTER, build_book
 
-CHAPTER = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+CHAPTER = MYST_FRONT_MATTER + """
 
 # Guard
 

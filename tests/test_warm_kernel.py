@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import warm_kernel  # noqa: E402
+from conftest import MYST_FRONT_MATTER  # noqa: E402
+from run_chapter import temporary_environment  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not warm_kernel.available(), reason="needs os.fork")
 
@@ -36,19 +38,12 @@ def _run(tmp_path: Path, kernel_manager_class=None):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in PROBE]
     extra = {} if kernel_manager_class is None else {"kernel_manager_class": kernel_manager_class}
-    old = {k: os.environ.get(k) for k in ("CLBOOK_PROBE", "CLBOOK_EXTRA", "PYTHONPATH")}
-    os.environ.update({"CLBOOK_PROBE": "seen", "CLBOOK_EXTRA": str(tmp_path / "extra"),
-                       "PYTHONPATH": str(tmp_path / "extra")})
-    try:
+    env = {"CLBOOK_PROBE": "seen", "CLBOOK_EXTRA": str(tmp_path / "extra"),
+           "PYTHONPATH": str(tmp_path / "extra")}
+    with temporary_environment(env):
         client = NotebookClient(nb, timeout=120, kernel_name="python3",
                                 resources={"metadata": {"path": str(tmp_path)}}, **extra)
         client.execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     outputs = []
     for cell in nb.cells:
         texts = []
@@ -84,16 +79,7 @@ def test_the_fork_is_used_only_for_this_interpreters_ipykernel():
     assert warm_kernel._ipykernel_argv(["julia", "-i", "kernel.jl", "c.json"]) is None
 
 
-NOTEBOOK = """---
-jupytext:
-  text_representation:
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-
+NOTEBOOK = MYST_FRONT_MATTER + """
 # Page {k}
 
 ```{{code-cell}} ipython3
