@@ -25,6 +25,7 @@ command is not this interpreter's ipykernel, the ordinary launch is used.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -159,6 +160,12 @@ class ForkProvisioner(LocalProvisioner):
         cwd = kwargs.get("cwd")
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects alive now (the preloaded modules) move to the permanent generation: the
+        # child's garbage collector then never traverses them. Otherwise each of its full
+        # collections writes to every one of their GC headers, and every page it writes is
+        # copied from the parent (copy-on-write): cells ran up to 25 % slower than in a cold
+        # kernel. (Python's gc.freeze documentation describes this use.)
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the child: never returns into the parent's code
             code = 1
