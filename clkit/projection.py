@@ -848,11 +848,15 @@ def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     """
     check_matrix("z", z)
     check_shape("y", y, (z.shape[0],))
-    if not ((y == 1) | (y == -1)).all():
+    # numpy from here on: the solve is scipy's, and a few small torch ops per call cost more
+    # than the solve itself when the book calls this thousands of times (Wendel's check)
+    z_np, y_np = z.detach().cpu().numpy(), y.detach().cpu().numpy()
+    if not np.all((y_np == 1) | (y_np == -1)):
         raise ValueError("y must hold labels in {-1, +1}")
-    G = (y.to(z.dtype).unsqueeze(1) * z).detach().cpu().numpy()  # constraints G w >= 1
+    G = y_np.astype(z_np.dtype)[:, None] * z_np  # constraints G w >= 1
     n, d = G.shape
-    E = np.vstack([G.T, np.ones((1, n))])
+    E = np.empty((d + 1, n), dtype=G.dtype)
+    E[:d], E[d] = G.T, 1.0
     f = np.zeros(d + 1)
     f[-1] = 1.0
     from scipy.optimize import nnls
@@ -864,9 +868,8 @@ def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     w = -r[:d] / r[-1]
     if (G @ w).min() < 1 - 1e-8:
         return None, 0.0
-    w_t = torch.as_tensor(w, dtype=z.dtype, device=z.device)
-    norm = float(w_t.norm())
-    return w_t / norm, 1.0 / norm
+    norm = float(np.linalg.norm(w))
+    return torch.as_tensor(w / norm, dtype=z.dtype, device=z.device), 1.0 / norm
 
 
 
