@@ -1,0 +1,102 @@
+"""Planted errors of chapter 02_projection_heads (projection heads): kept by that chapter's author."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+
+def _rank_one_slope_without_last_term(original: Callable[..., Any]) -> Callable[..., Any]:
+    """g(tau) of the exact-threshold lemma with the term 2v|mu|^2/(k^2(1 + e^q)) dropped."""
+
+    @functools.wraps(original)
+    def wrong(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
+        import math
+
+        import sympy
+
+        import numpy as np
+
+        symbolic = any(isinstance(x, sympy.Basic) for x in (tau, sigma2, mu_norm2))
+        arrays = any(isinstance(x, np.ndarray) for x in (tau, sigma2, mu_norm2))
+        exp = sympy.exp if symbolic else (lambda x: np.exp(np.minimum(x, 700.0))) if arrays else math.exp
+        w = 1 + sigma2
+        s = w + mu_norm2
+        c = 1 / (2 * tau * s)
+        k = 1 + 2 * c * 2 * w
+        q = 4 * c * mu_norm2 / k
+        return original(tau, sigma2, mu_norm2) - c / s * 2 * 2 * w * mu_norm2 / (k**2 * (1 + exp(q)))
+
+    return wrong
+
+
+def _margin_without_alpha_noise(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Max-margin limit with the noise of the signal coordinate dropped: sqrt(alpha^2 + r^2) -> r."""
+
+    @functools.wraps(original)
+    def wrong(alpha: float, r: float, delta: float, m: float) -> float:
+        import math
+
+        from scipy.optimize import brentq
+
+        from clkit.projection import _positive_part_second_moment
+
+        gap = lambda kappa: delta * _positive_part_second_moment(kappa - alpha * m, r) - r * r  # noqa: E731
+        if gap(0.0) >= 0:
+            return -math.inf
+        hi = 1.0
+        while gap(hi) < 0:
+            hi *= 2
+        return brentq(gap, 0.0, hi, xtol=1e-15)
+
+    return wrong
+
+
+def _logdet_coefficient_one(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Closed form of C with -log det(I + 2cvM) instead of -1/2 log det(I + 2cvM)."""
+
+    @functools.wraps(original)
+    def wrong(W: Any, mu: Any, sigma2: Any, tau: Any) -> Any:
+        import torch
+
+        M = W.transpose(-2, -1) @ W
+        a = torch.diagonal(M, dim1=-2, dim2=-1).sum(-1)
+        b = (mu @ M @ mu) if M.dim() == 2 else (mu.unsqueeze(-2) @ M @ mu.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+        s = (1 + sigma2) * a + b
+        c = 1 / (2 * tau * s)
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+        A = eye + (2 * c * 2 * (1 + sigma2))[..., None, None] * M
+        return original(W, mu, sigma2, tau) - 0.5 * torch.logdet(A)
+
+    return wrong
+
+
+PLANTED: list[PlantedError] = [
+    PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
+                 description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
+                 make=scaled(1.02)),
+    PlantedError(id="02-exact-threshold-1pct", chapter="02_projection_heads",
+                 target="clkit.projection.exact_threshold", description="tau_e 1 % too large",
+                 make=scaled(1.01)),
+    PlantedError(id="02-rank-one-slope-dropped-term", chapter="02_projection_heads",
+                 target="clkit.projection.rank_one_derivative",
+                 description="slope g(tau) of the lemma without its last term (the negative pairs' mixture term)",
+                 make=_rank_one_slope_without_last_term),
+    PlantedError(id="02-max-margin-dropped-noise", chapter="02_projection_heads",
+                 target="clkit.projection._margin_at",
+                 description="max-margin limit with sqrt(alpha^2 + r^2) Z replaced by r Z (signal noise dropped)",
+                 make=_margin_without_alpha_noise),
+    PlantedError(id="02-logdet-factor-2", chapter="02_projection_heads",
+                 target="clkit.projection.population_loss",
+                 description="closed form of C with the log-determinant's coefficient 1 instead of 1/2",
+                 make=_logdet_coefficient_one),
+    PlantedError(id="02-exact-threshold-array-1pct", chapter="02_projection_heads",
+                 target="clkit.projection._exact_threshold_array",
+                 description="tau_e 1 % too large on the array path only (the map), the scalar path intact",
+                 make=scaled(1.01)),
+    PlantedError(id="02-x-star-1pct", chapter="02_projection_heads",
+                 target="clkit.projection.first_order_optimum",
+                 description="surrogate optimum x* 1 % too large", make=scaled(1.01)),
+]
