@@ -25,6 +25,12 @@ Every claim says what *kind* of evidence it is:
 The headline of a chapter ("52/52 results and bounds pass") counts results and bounds; identities
 and derivations are counted apart.
 
+``CLKIT_DEFER_KINDS`` (a comma-separated list of kinds, e.g. ``derivation,identity``) makes failed
+claims of those kinds be recorded (``passed: false`` in the JSON) without raising, so that a chapter
+runs on to its results and bounds. ``scripts/plant_error.py --science`` uses it to learn whether a
+planted error is caught by the science, not only by a re-typing of the formula; the book never
+sets it.
+
 Guards against claims that cannot fail (raised as ``ValueError`` when the claim is recorded):
 
 * ``theory``, ``measured`` and ``tolerance`` must be real numbers (or one-element tensors);
@@ -65,6 +71,7 @@ __all__ = [
     "MONTE_CARLO_MAX_REL_TOL",
     "claims_directory",
     "claim_passes",
+    "deferred_kinds",
     "median_relative_tolerance",
 ]
 
@@ -87,6 +94,18 @@ MONTE_CARLO_MAX_REL_TOL: float = 0.1
 
 class ClaimFailure(AssertionError):
     """A numeric claim of the book does not hold."""
+
+
+def deferred_kinds() -> frozenset[str]:
+    """The kinds whose failures are recorded but not raised (``$CLKIT_DEFER_KINDS``; empty by default).
+
+    Raises ``ValueError`` if the variable names a kind that is not in :data:`CLAIM_KINDS`.
+    """
+    names = {k.strip() for k in os.environ.get("CLKIT_DEFER_KINDS", "").split(",") if k.strip()}
+    unknown = names - set(CLAIM_KINDS)
+    if unknown:
+        raise ValueError(f"CLKIT_DEFER_KINDS names unknown kinds {sorted(unknown)}; known: {CLAIM_KINDS}")
+    return frozenset(names)
 
 
 def claim_passes(theory: float, measured: float, tolerance: float, relation: str, relative: bool) -> bool:
@@ -282,7 +301,7 @@ class Claims:
         claim = Claim(name, theory_f, measured_f, tol, relation, relative, bool(passed), note, kind, method, latex)
         self._claims.append(claim)
         self.save()
-        if not claim.passed:
+        if not claim.passed and kind not in deferred_kinds():
             raise ClaimFailure(
                 f"[{self.chapter}] {kind} claim failed: {name}: measured {measured_f:.10g}, "
                 f"theory {theory_f:.10g}, tolerance {claim.tolerance_text}"

@@ -1,6 +1,7 @@
-"""Planted errors: each wrong formula of tests/planted_errors.py, planted in clkit, must make its
-chapter fail at smoke scale through one of the chapter's own claims (a ``ClaimFailure``), not
-through an unrelated crash, and every chapter carries at least three of them."""
+"""Planted errors: each wrong formula of tests/planted/chNN.py, planted in clkit, must make its
+chapter fail at smoke scale through one of the chapter's own *result or bound* claims (run with
+derivation and identity failures deferred: ``plant_error.py --science``), not through a re-typing
+of the formula or an unrelated crash, and every chapter carries at least three of them."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_planting_replaces_the_formula_everywhere_in_clkit():
 def _caught_by_its_chapter(stem: str) -> None:
     outcomes = run_chapter_planted(stem)
     assert len(outcomes) == len(planted_errors.by_chapter().get(stem, []))
-    missed = [f"{o.id}: {o.detail}" for o in outcomes if not o.caught]
+    missed = [f"{o.id}: {o.detail} (first failure: [{o.first_failed_kind}] {o.first_failed})"
+              for o in outcomes if not o.caught]
     assert not missed, "planted errors the chapter did not catch:\n" + "\n".join(missed)
 
 
