@@ -3,28 +3,22 @@
     python benchmarks/bench_book.py --scale default --repeat 3          # every chapter
     python benchmarks/bench_book.py --scale smoke 02_projection_heads    # one chapter
     python benchmarks/bench_book.py --scale smoke --profile 15          # + the hottest functions
-    python benchmarks/bench_book.py --build --scale default --jobs 2    # whole build: serial, parallel
+    python benchmarks/bench_book.py --build --scale default --repeat 2  # whole builds
     python benchmarks/bench_book.py --rev HEAD ...                      # a commit instead of the work tree
 
-Per chapter, over ``--repeat`` runs each in a fresh kernel (as the build executes it, in the
-chapter's folder, with ``CLKIT_SCALE`` set; ``--kernel warm``, the default, forks each kernel from
-this process after importing torch, SymPy, SciPy and ipykernel once, as ``scripts/build-book.sh``
-does on several cores; ``--kernel cold`` starts a new interpreter per kernel, as a plain
-``jupyter-book build`` does): the median wall time from kernel start to the last
+Per chapter, over ``--repeat`` runs each in a fresh kernel (as ``jupyter-book build`` executes it,
+in the chapter's folder, with ``CLKIT_SCALE`` set): the median wall time from kernel start to the last
 cell, the kernel start-up, the import of clkit and pyplot (a first cell, so the chapter's own imports
 are then free), the chapter's cells, the kernel's CPU time (user + system, all its threads) and
 the five most expensive cells. ``--profile N`` runs the chapter once more under cProfile inside
 the kernel and prints the N functions with the most own time and the N clkit functions with the
 most cumulative time.
 
-``--build`` times whole builds of a copy of the book (never ``book/_build``): ``serial`` is
+``--build`` times whole builds of a copy of the book (never ``book/_build``) with
 ``jupyter-book build <book> -W -n --keep-going`` (``execute_notebooks: force``, one chapter after
-another), ``parallel`` is what ``scripts/build-book.sh`` does on several cores
-(``scripts/execute_parallel.py --jobs J``, then ``jupyter-book build --config`` the derived cached
-config). It then compares the executed notebooks of the builds cell by cell (every output's text,
-HTML and image data) and reports the cells whose outputs differ between serial and parallel builds,
-and between two serial builds (the book's own run-to-run variation), so "parallel changes no
-output" is measured, not assumed.
+another, as ``scripts/build-book.sh`` does), ``--repeat`` times, and compares the executed
+notebooks of the builds cell by cell (every output's text, HTML and image data): the book's own
+run-to-run variation.
 
 Timings depend on what else runs: every table carries ``nproc``, the CPU model and the load
 average (1 min) before and after each measurement. Results also go to
@@ -50,7 +44,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from run_chapter import temporary_environment  # noqa: E402
-from warm_kernel import available as warm_available  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -142,11 +135,6 @@ def _label(source: str) -> str:
     return "(empty)"
 
 
-#: "warm": kernels forked from this (preloaded) process, as scripts/build-book.sh runs them on several
-#: cores (scripts/warm_kernel.py); "cold": each kernel a new interpreter, as `jupyter-book build` does.
-KERNEL = {"mode": "warm"}
-
-
 def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path | None = None) -> dict:
     """Execute one chapter in a fresh kernel; return the timings (and the error, if a cell failed)."""
     import jupytext
@@ -168,13 +156,7 @@ def execute_once(path: Path, env: dict[str, str], timeout: int, profile_to: Path
     out: dict = {"cells": {}, "error": None, "load_before": load()}
     ticks = cpu_ticks()
     with temporary_environment(env):
-        extra = {}
-        if KERNEL["mode"] == "warm":
-            from warm_kernel import WarmKernelManager, preload
-
-            preload()  # once per benchmark process, before any timing
-            extra["kernel_manager_class"] = WarmKernelManager
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", **extra,
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         t0 = time.perf_counter()
         with client.setup_kernel():
@@ -313,46 +295,32 @@ def _differences(a: dict[str, list[str]], b: dict[str, list[str]]) -> dict[str, 
     return diff
 
 
-def bench_build(root: Path, scale: str, modes: list[str], repeat: int, jobs: int, work: Path) -> list[dict]:
+def bench_build(root: Path, scale: str, repeat: int, work: Path) -> list[dict]:
+    """``repeat`` whole builds of a copy of ``root``'s book; then their outputs compared pairwise."""
     results, outputs = [], {}
+    bin_dir = Path(sys.executable).parent
     for r in range(repeat):
-        for mode in modes:
-            dest = work / f"{mode}-{r + 1}"
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(root / "book", dest / "book", ignore=shutil.ignore_patterns("_build"))
-            book = dest / "book"
-            env = dict(os.environ, CLKIT_SCALE=scale)
-            if root != REPO:
-                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
-            bin_dir = Path(sys.executable).parent
-            env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-            before = load()
-            t0 = time.perf_counter()
-            steps = []
-            if mode == "parallel":
-                pre = subprocess.run([sys.executable, str(REPO / "scripts" / "execute_parallel.py"), str(book),
-                                      "--jobs", str(jobs)], env=env, capture_output=True, text=True)
-                steps.append(pre)
-                config = ["--config", pre.stdout.strip()] if pre.returncode == 0 else []
-                pre_seconds = time.perf_counter() - t0
-            else:
-                config, pre_seconds = [], 0.0
-            if not steps or steps[0].returncode == 0:
-                steps.append(subprocess.run([str(bin_dir / "jupyter-book"), "build", str(book), *config,
-                                             "-W", "-n", "--keep-going"], env=env, capture_output=True, text=True))
-            seconds = time.perf_counter() - t0
-            ok = all(s.returncode == 0 for s in steps)
-            log = "\n".join(s.stdout + s.stderr for s in steps)
-            (dest / "build.log").write_text(log)
-            cached = log.count("Using cached notebook")
-            row = {"mode": mode, "run": r + 1, "seconds": seconds, "pre_execute": pre_seconds, "ok": ok,
-                   "cached": cached, "load": [before, load()], "jobs": jobs if mode == "parallel" else 1}
-            print(f"  build {mode} run {r + 1}: {seconds:.1f} s ({'ok' if ok else 'FAILED'}; "
-                  f"{cached} notebooks from the cache), load {before:.1f} -> {row['load'][1]:.1f}",
-                  file=sys.stderr, flush=True)
-            results.append(row)
-            if ok:
-                outputs[(mode, r + 1)] = _outputs(book)
+        dest = work / f"build-{r + 1}"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(root / "book", dest / "book", ignore=shutil.ignore_patterns("_build"))
+        book = dest / "book"
+        env = dict(os.environ, CLKIT_SCALE=scale)
+        if root != REPO:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        before = load()
+        t0 = time.perf_counter()
+        step = subprocess.run([str(bin_dir / "jupyter-book"), "build", str(book), "-W", "-n", "--keep-going"],
+                              env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        ok = step.returncode == 0
+        (dest / "build.log").write_text(step.stdout + step.stderr)
+        row = {"mode": "serial", "run": r + 1, "seconds": seconds, "ok": ok, "load": [before, load()]}
+        print(f"  build run {r + 1}: {seconds:.1f} s ({'ok' if ok else 'FAILED'}), "
+              f"load {before:.1f} -> {row['load'][1]:.1f}", file=sys.stderr, flush=True)
+        results.append(row)
+        if ok:
+            outputs[("build", r + 1)] = _outputs(book)
     comparisons = {}
     keys = sorted(outputs)
     for i, a in enumerate(keys):
@@ -363,14 +331,11 @@ def bench_build(root: Path, scale: str, modes: list[str], repeat: int, jobs: int
 
 
 def build_table(results: list[dict]) -> str:
-    lines = ["| build | run | wall s | of which parallel pre-execution s | notebooks from cache | load (1 min) | ok |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| build | run | wall s | load (1 min) | ok |", "|---|---:|---:|---:|---|"]
     for r in results:
         if "mode" not in r:
             continue
-        name = "serial (`jupyter-book build`)" if r["mode"] == "serial" else f"parallel, {r['jobs']} jobs"
-        pre = f"{r['pre_execute']:.1f}" if r["mode"] == "parallel" else "—"
-        lines.append(f"| {name} | {r['run']} | {r['seconds']:.1f} | {pre} | {r['cached']} | "
+        lines.append(f"| `jupyter-book build` | {r['run']} | {r['seconds']:.1f} | "
                      f"{r['load'][0]:.1f}–{r['load'][1]:.1f} | {'yes' if r['ok'] else 'FAILED'} |")
     comparisons = results[-1].get("comparisons", {})
     if comparisons:
@@ -390,18 +355,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per chapter (or per build mode)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile each chapter once with cProfile and print the N hottest functions")
-    parser.add_argument("--build", nargs="?", const="serial,parallel", default=None, metavar="MODES",
-                        help="time whole builds instead: serial, parallel or serial,parallel (default)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel build: notebooks at a time")
+    parser.add_argument("--build", action="store_true", help="time whole builds (jupyter-book build) instead")
     parser.add_argument("--rev", default=None, help="measure this commit's book and clkit (default: the work tree)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
-    parser.add_argument("--kernel", default="warm", choices=("warm", "cold"),
-                        help="warm: each kernel forked from a preloaded process, as build-book.sh does "
-                             "on several cores (default); cold: a new interpreter, as jupyter-book does")
     args = parser.parse_args()
-    KERNEL["mode"] = args.kernel if warm_available() else "cold"
-    if args.repeat < 1 or args.jobs < 1:
-        parser.error("--repeat and --jobs must be >= 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -412,16 +371,13 @@ def main() -> int:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.rev],
                              capture_output=True, text=True).stdout.strip()
     info = machine()
-    header = (f"{info['date']} · {rev} · {KERNEL['mode']} kernels · {info['nproc']} cores ({info['cpu']}), {info['memory']}, Python "
+    header = (f"{info['date']} · {rev} · {info['nproc']} cores ({info['cpu']}), {info['memory']}, Python "
               f"{info['python']}, torch {info['torch']} ({info['torch_threads']} threads) · load average (1 min) "
               f"at start {load():.1f}")
     print(header, flush=True)
-    record: dict = {"machine": info, "rev": rev, "scale": args.scale, "kernel": KERNEL["mode"]}
+    record: dict = {"machine": info, "rev": rev, "scale": args.scale}
     if args.build:
-        modes = [m.strip() for m in args.build.split(",")]
-        if not set(modes) <= {"serial", "parallel"}:
-            parser.error("--build takes serial, parallel or serial,parallel")
-        results = bench_build(root, args.scale, modes, args.repeat, args.jobs, work / "builds")
+        results = bench_build(root, args.scale, args.repeat, work / "builds")
         print(f"\nWhole build at scale {args.scale}:\n")
         print(build_table(results))
         print(f"(builds kept in {work / 'builds'})")
