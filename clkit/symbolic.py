@@ -142,8 +142,8 @@ def _reduces_to_zero(diff: Any, extra: Iterable[Any] = ()) -> tuple[bool, str]:
     entries = list(diff) if isinstance(diff, sp.MatrixBase) else [diff]
     steps = [
         ("expand", sp.expand),
-        # e = n/d over a common denominator, and n expands to 0: often 30x cheaper than cancel,
-        # which also factors the denominator
+        # e = n/d over a common denominator, and n expands to 0: cheaper than cancel, which also
+        # factors the denominator
         ("numerator", lambda e: sp.expand(sp.numer(sp.together(e)))),
         ("cancel", sp.cancel),
         ("together+expand", lambda e: sp.expand(sp.together(e))),
@@ -279,7 +279,7 @@ def derive_series(
     diff = expr_s - expected_s
     x = var - point
     taylor = _taylor_coefficients(diff, var, point, order)
-    if taylor is not None:  # derivatives at the point: 10-20x cheaper than sp.series
+    if taylor is not None:  # derivatives at the point (sp.series is the fallback)
         coeffs, lead_raw = taylor[:order], taylor[order]
         method = f"Taylor coefficients to order {order}"
     else:
