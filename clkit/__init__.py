@@ -7,7 +7,7 @@ closed forms and bounds (``projection``, ``fisher``, ``alpha_cl``, ``arcl``, ``g
 Every public name of every module (its ``__all__``) is re-exported here.
 """
 
-from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic
+from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook
 from .claims import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 
 _MODULES = (
     claims, device, losses, mixtures, scale, stats, style, progress_bars,
-    projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic,
+    projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook,
 )
 
 
