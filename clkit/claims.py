@@ -59,6 +59,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .notebook import in_book
 from .stats import monte_carlo_mean
 
 __all__ = [
@@ -440,6 +441,19 @@ def _html_with_math(text: str) -> str:
     return "".join(out)
 
 
+def _markdown_cell(text: str) -> str:
+    """``text`` for one cell of a Markdown table: ``|`` inside ``$…$`` as ``\\vert`` (``\\|`` as
+    ``\\Vert``), elsewhere escaped as ``\\|``."""
+    out, last = [], 0
+    for m in re.finditer(r"\$([^$]+)\$", text):
+        out.append(text[last:m.start()].replace("|", "\\|"))
+        math = m.group(1).replace("\\|", "\\Vert ").replace("|", "\\vert ")
+        out.append(f"${math}$")
+        last = m.end()
+    out.append(text[last:].replace("|", "\\|"))
+    return "".join(out)
+
+
 _CSS = """<style>
 details.clkit-claims{margin:1em 0;border:1px solid #d0d7de;border-radius:6px;padding:.4em .8em}
 details.clkit-claims summary{cursor:pointer;font-weight:600}
@@ -480,7 +494,11 @@ class ClaimsTable:
             out.append((c.name, c.kind, theory, measured, c.tolerance_text, "✓" if c.passed else "✗"))
         return out
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
+        """The collapsible HTML table, inside the book only: its ``\\( \\)`` math is typeset by the
+        book's MathJax, which a notebook's HTML output does not get (``None``: Markdown instead)."""
+        if not in_book():
+            return None
         head = "".join(f"<th>{h}</th>" for h in self.columns)
         body, current = [], None
         for row in self.rows():
@@ -504,9 +522,12 @@ class ClaimsTable:
         )
 
     def _repr_markdown_(self) -> str:
-        lines = [f"**Claims:** {self.summary}", "", "| " + " | ".join(self.columns) + " |",
+        """A Markdown table (what a notebook shows outside the book, and the PDF): ``$…$`` math is
+        kept for the notebook's MathJax, with its bars written ``\\vert``/``\\Vert`` so that they
+        cannot split a table cell; bars outside math are escaped."""
+        lines = [f"**Claims:** {_markdown_cell(self.summary)}", "", "| " + " | ".join(self.columns) + " |",
                  "|" + "---|" * len(self.columns)]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows()]
+        lines += ["| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in self.rows()]
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -204,21 +204,18 @@ def copy_mathjax(app: Sphinx, exception: Exception | None) -> None:
 # --------------------------------------------------------------------------------------------
 # Colab launch button and .ipynb download
 # --------------------------------------------------------------------------------------------
-def _glued_values(executed: Any, glue_file: Path) -> dict[str, str]:
-    """Glue key -> ``text/plain`` of the glued value: from myst-nb's ``<page>.glue.json``, else
-    from the executed notebook's outputs."""
-    values: dict[str, str] = {}
+def _glued_values(executed: Any, glue_file: Path) -> dict[str, dict[str, str]]:
+    """Glue key -> the glued value's MIME bundle (``text/plain``, ``text/markdown``, ``image/png``
+    ...): from myst-nb's ``<page>.glue.json``, else from the executed notebook's outputs."""
+    from myst_notebook import glued_values
+
+    values: dict[str, dict[str, str]] = {}
     if glue_file.is_file():
         for key, output in json.loads(glue_file.read_text(encoding="utf-8")).items():
-            text = (output.get("data") or {}).get("text/plain")
-            if isinstance(text, str):
-                values[key] = text
-    for cell in executed.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {})
-            key = (meta.get("scrapbook") or {}).get("name")
-            if key and "text/plain" in output.get("data", {}):
-                values.setdefault(key, output["data"]["text/plain"])
+            data = output.get("data") or {}
+            values[key] = {k: v for k, v in data.items() if isinstance(v, str)}
+    for key, data in glued_values(executed).items():
+        values.setdefault(key, data)
     return values
 
 
@@ -258,10 +255,10 @@ def readable_notebook(app: Sphinx, docname: str) -> Any | None:
     values = _glued_values(executed, executed_path.with_name(f"{Path(docname).name}.glue.json"))
     note = ("*The chapter as the book's build executed it, with its outputs and numbers, in plain "
             "Markdown and LaTeX; the book's page is " + f"{Path(docname).name}.html.*")
-    conv = mn.convert_cells(executed.cells, Path(docname).name, book, values=values, badge=lambda: note)
-    _show_glued_figures(executed, conv.figure_keys)
     macros = app.config.mathjax3_config.get("tex", {}).get("macros", {}) if app.config.mathjax3_config else {}
-    executed.cells.insert(0, nbformat.v4.new_markdown_cell(mn.macro_cell_source(macros)))
+    conv = mn.convert_cells(executed.cells, Path(docname).name, book, values=values, badge=lambda: note,
+                            macros=macros)
+    _show_glued_figures(executed, conv.figure_keys)
     for index, cell in enumerate(executed.cells):
         cell.id = f"{Path(docname).name}-{index:03d}"
     for problem in conv.problems:  # tests/test_notebooks.py fails on these; the book need not
@@ -513,7 +510,13 @@ def register_bibliography_style() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+#: Tells ``clkit.notebook.glue`` (in the kernels this build starts, which inherit the environment)
+#: that it runs inside the book: myst-nb's glue there, values printed or displayed elsewhere.
+BOOK_BUILD_ENV = "CLBOOK_SPHINX_BUILD"
+
+
 def setup(app: Sphinx) -> dict[str, object]:
+    os.environ[BOOK_BUILD_ENV] = "1"
     register_bibliography_style()
     number_proofs_in_latex()
     app.add_node(status_table)

@@ -30,7 +30,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 #: sphinx-proof's directive types. All but ``proof`` and ``algorithm`` share one counter (the
 #: book's ``prf_realtyp_to_countertyp``), so "Lemma 2.4" follows "Theorem 2.3".
@@ -203,6 +203,12 @@ class Book:
 
     labels: dict[str, str] = field(default_factory=dict)  # label -> "Theorem 2.3", "(2.4)", title
     references: dict[str, Reference] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)  # label -> the chapter (stem) defining it
+    equations: set[str] = field(default_factory=set)  # labels of equations
+
+    def anchor(self, label: str) -> str:
+        """The HTML id Sphinx gives a label (``equation-<label>`` for an equation)."""
+        return f"equation-{label}" if label in self.equations else label
 
     def collect(self, stem: str, markdown_cells: Iterable[str]) -> None:
         """Number the labelled items of one chapter, in document order, as the book does."""
@@ -247,6 +253,7 @@ class Book:
                     elif block.strip():
                         pending_target = None
 
+        before = set(self.labels)
         for cell in markdown_cells:
             walk(_without_dollar_labels(cell))
         # labelled equations ($$ ... $$ (label) and {math} with :label:), in document order
@@ -255,6 +262,9 @@ class Book:
             for label in _equation_labels_in_order(cell):
                 counter += 1
                 self.labels[label] = f"({prefix}{counter})"
+                self.equations.add(label)
+        for label in set(self.labels) - before:
+            self.where[label] = stem
 
 
 def _without_dollar_labels(text: str) -> str:
@@ -282,10 +292,20 @@ class Converter:
 
     book: Book
     stem: str
-    values: dict[str, str] | None = None  # glue key -> text/plain of the glued value
+    values: dict[str, dict[str, str]] | None = None  # glue key -> MIME bundle of the glued value
+    marker: str = ""  # appended to every glued value put into the prose ("" for none)
+    link_base: str | None = None  # "https://…/chapters/": references to other chapters become links
+    figures_inline: bool = False  # a {glue:figure} shows the book's image (a cell attachment)
     cited: list[str] = field(default_factory=list)
     figure_keys: set[str] = field(default_factory=set)
+    glue_keys: dict[str, str] = field(default_factory=dict)  # key -> first format spec in the prose
+    missing: list[str] = field(default_factory=list)  # glue keys the prose quotes without a value
+    attachments: dict[str, dict[str, str]] = field(default_factory=dict)  # of the current cell
     problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.values is not None:  # a bare string is a text/plain value
+            self.values = {k: (v if isinstance(v, dict) else {"text/plain": v}) for k, v in self.values.items()}
 
     # -- roles -----------------------------------------------------------------------------
     def _cite(self, keys: str, textual: bool) -> str:
@@ -307,30 +327,60 @@ class Converter:
             text, target = m.group("text"), m.group("target")
             if "%s" in text or "{number}" in text:
                 number = self.book.labels.get(target, "?").split(" ")[-1].strip("()")
-                return text.replace("%s", number).replace("{number}", number)
-            return text
+                text = text.replace("%s", number).replace("{number}", number)
+            return self._linked(text, target)
         target = body.strip()
         if target not in self.book.labels:
             self.problems.append(f"unresolved {kind} reference {target!r}")
             return target
-        return self.roles(self.book.labels[target]) if kind == "ref" else self.book.labels[target]
+        text = self.roles(self.book.labels[target]) if kind == "ref" else self.book.labels[target]
+        return self._linked(text, target)
+
+    def _linked(self, text: str, target: str) -> str:
+        """``text``, as a link to the online chapter when ``target`` lives in another chapter."""
+        stem = self.book.where.get(target)
+        if self.link_base is None or stem is None or stem == self.stem:
+            return text
+        page = f"{self.link_base}{stem}.html"
+        return f"[{text}]({page}#{self.book.anchor(target)})"
 
     def _glue_text(self, body: str) -> str:
         key, _, spec = body.partition(":")
         key = key.strip()
-        if self.values is not None and key in self.values:
-            raw = self.values[key]
+        self.glue_keys.setdefault(key, spec)
+        data = (self.values or {}).get(key)
+        if data is not None and ("text/plain" in data or "text/markdown" in data):
+            if "text/markdown" in data and "\n" not in data["text/markdown"].strip():
+                return data["text/markdown"].strip() + self.marker
+            raw = data.get("text/plain", "")
             try:
                 value = ast.literal_eval(raw)
             except (ValueError, SyntaxError):
                 value = raw
             if spec:
                 try:
-                    return format(value, spec)
+                    kind = spec[-1]
+                    value = (int(value) if kind in "bcdoxX" else float(value) if kind in "eEfFgGn%"
+                             else str(value) if kind == "s" else value)
+                    return format(value, spec) + self.marker
                 except (TypeError, ValueError):
                     pass
-            return str(value)
+            return str(value) + self.marker
+        if key not in self.missing:
+            self.missing.append(key)
         return f"`{key}`"
+
+    def _glue_block(self, key: str) -> str:
+        """A glued table (or other block) placed by a ``{glue}``/``{glue:md}`` directive."""
+        self.glue_keys.setdefault(key, "")
+        data = (self.values or {}).get(key) or {}
+        if "text/markdown" in data:
+            note = (f"\n\n*{self.marker.strip()} The table as the book's run computed it; the code cell "
+                    "above displays it when you run it.*") if self.marker else ""
+            return data["text/markdown"].strip() + note
+        if key not in self.missing:
+            self.missing.append(key)
+        return self._glue_text(key) if "text/plain" in data else f"`{key}`"
 
     def roles(self, text: str) -> str:
         def replace(m: re.Match[str]) -> str:
@@ -348,7 +398,8 @@ class Converter:
             if name in ("glue:text", "glue", "glue:md", "glue:any"):
                 return self._glue_text(body)
             if name == "glue:math":
-                return self._glue_text(body) if self.values is None else f"${self._glue_text(body)}$"
+                text = self._glue_text(body)
+                return text if text.startswith("`") else f"${text.removesuffix(self.marker)}${self.marker}"
             if name == "math":
                 return f"${body}$"
             if name in ("sub", "sup"):
@@ -418,6 +469,15 @@ class Converter:
             if name == "glue:figure":
                 self.figure_keys.add(d.argument)
                 where = "*(drawn by the code cell that computes it)*"
+                image = ((self.values or {}).get(d.argument) or {}).get("image/png")
+                if self.figures_inline and image:
+                    name_png = f"{d.argument}.png"
+                    self.attachments[name_png] = {"image/png": image}
+                    alt = d.options.get("alt", "").replace("]", ")").replace("[", "(")
+                    where = ("*(as the book's run drew it; the code cell that computes it draws it when "
+                             "you run it)*")
+                    return (f"![{alt}](attachment:{name_png})\n\n"
+                            + _quote(f"**{label}.** {caption} {where}".strip()))
             else:
                 alt = d.options.get("alt", caption)
                 return f"![{alt}]({d.argument})\n\n**{label}.** {caption}".strip()
@@ -433,7 +493,7 @@ class Converter:
         if name in ("tableofcontents", "glue:math", "nb-exec-table"):
             return ""
         if name in ("glue", "glue:any", "glue:md", "glue:text"):
-            return self._glue_text(d.argument)
+            return self._glue_block(d.argument)
         if name in ("code-block", "code", "sourcecode"):
             return f"```{d.argument}\n{d.body}\n```"
         if name in ADMONITIONS:
@@ -462,6 +522,122 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in text.strip("\n").split("\n"))
 
 
+NEWCOMMAND = re.compile(r"\\(?:re)?newcommand\s*\{?\\([A-Za-z]+)\}?\s*(?:\[(\d)\])?\s*")
+
+
+def _group(text: str, start: int) -> tuple[str, int] | None:
+    """The TeX argument at ``text[start:]`` (after spaces): a balanced ``{…}`` group's content, a
+    control word, or one character; with the index after it (``None`` at the end)."""
+    i = start
+    while i < len(text) and text[i] in " \t\n":
+        i += 1
+    if i >= len(text):
+        return None
+    if text[i] == "{":
+        depth = 0
+        for j in range(i, len(text)):
+            if text[j] == "\\":
+                continue
+            if text[j] == "{" and (j == 0 or text[j - 1] != "\\"):
+                depth += 1
+            elif text[j] == "}" and text[j - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    return text[i + 1:j], j + 1
+        return None
+    if text[i] == "\\":
+        m = re.match(r"\\([A-Za-z]+|.)", text[i:])
+        return (m.group(0), i + m.end()) if m else None
+    return text[i], i + 1
+
+
+def _macro_table(macros: dict[str, object]) -> dict[str, tuple[str, int]]:
+    return {name: ((str(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (str(v), 0))
+            for name, v in macros.items()}
+
+
+def expand_tex_macros(tex: str, macros: dict[str, object]) -> str:
+    """``tex`` with every use of the ``macros`` (MathJax's ``tex.macros`` form, ``{"R":
+    "\\mathbb{R}", "norm": ["\\lVert #1 \\rVert", 1]}``) replaced by its body, arguments
+    substituted, until none is left (nested macros included). A body is braced where TeX would
+    take it as one argument (after ``^``, ``_`` or a control word), as MathJax treats it."""
+    table = _macro_table(macros)
+    if not table:
+        return tex
+    pattern = re.compile(r"\\(" + "|".join(sorted(map(re.escape, table), key=len, reverse=True))
+                         + r")(?![A-Za-z])")
+    for _ in range(20):
+        out, pos, changed = [], 0, False
+        while True:
+            m = pattern.search(tex, pos)
+            if m is None:
+                break
+            body, nargs = table[m.group(1)]
+            end, args = m.end(), []
+            for _k in range(nargs):
+                got = _group(tex, end)
+                if got is None:
+                    break
+                args.append(got[0])
+                end = got[1]
+            if len(args) < nargs:
+                pos = m.end()
+                continue
+            for k, arg in enumerate(args, 1):
+                body = body.replace(f"#{k}", arg)
+            before = tex[pos:m.start()]
+            prev = (("".join(out) + before).rstrip())
+            if prev.endswith(("^", "_")) or re.search(r"\\[A-Za-z]+$", prev):
+                if not body.lstrip().startswith(("^", "_")):
+                    body = "{" + body + "}"
+            # a control word directly followed by a letter must stay separate
+            if re.search(r"\\[A-Za-z]+$", body) and re.match(r"[A-Za-z]", tex[end:end + 1]):
+                body += " "
+            out.append(before + body)
+            pos, changed = end, True
+        out.append(tex[pos:])
+        tex = "".join(out)
+        if not changed:
+            break
+    return tex
+
+
+CODE_SPAN = re.compile(r"(^(\s*(?:>\s*)*)(`{3,}|~{3,})[^\n]*\n.*?^\2\3[ \t]*$|`[^`\n]*`)", re.M | re.S)
+
+
+def expand_macros(text: str, macros: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """A markdown cell with the ``macros`` expanded outside code, and the ``\\newcommand``
+    definitions the cell makes itself removed and expanded too (returned with the macros, so that
+    later cells get them). Each cell's math then stands alone."""
+    macros = dict(macros)
+    before = set(macros)
+    out, last = [], 0
+    segments: list[tuple[bool, str]] = []
+    for m in CODE_SPAN.finditer(text):
+        segments.append((False, text[last:m.start()]))
+        segments.append((True, m.group(0)))
+        last = m.end()
+    segments.append((False, text[last:]))
+    for is_code, segment in segments:
+        if is_code:
+            out.append(segment)
+            continue
+        while True:
+            m = NEWCOMMAND.search(segment)
+            if not m:
+                break
+            body = _group(segment, m.end())
+            if body is None:
+                break
+            macros[m.group(1)] = [body[0], int(m.group(2))] if m.group(2) else body[0]
+            segment = segment[:m.start()] + segment[body[1]:]
+        out.append(expand_tex_macros(segment, macros))
+    result = "".join(out)
+    if macros.keys() != before:  # the cell defined macros: drop the math blocks left empty
+        result = re.sub(r"^[ \t]*(\$\$?)\s*\1[ \t]*$\n?", "", result, flags=re.M)
+    return result, macros
+
+
 def macro_definitions(macros: dict[str, object]) -> str:
     """``\\newcommand`` lines for MathJax's ``tex.macros`` (``{"R": "\\mathbb{R}",
     "norm": ["...#1...", 1]}``)."""
@@ -483,6 +659,21 @@ def macro_cell_source(macros: dict[str, object]) -> str:
     )
 
 
+def glued_values(notebook: Any) -> dict[str, dict[str, str]]:
+    """Glue key -> the glued value's MIME bundle (unprefixed), from an executed notebook's
+    outputs (myst-nb's ``glue`` records)."""
+    values: dict[str, dict[str, str]] = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            glued = (output.get("metadata", {}).get("scrapbook") or {})
+            key = glued.get("name")
+            if key:
+                prefix = glued.get("mime_prefix", "")
+                values[key] = {k.removeprefix(prefix): v for k, v in output.get("data", {}).items()
+                               if isinstance(v, str)}
+    return values
+
+
 def glue_figures_visible(code: str, keys: set[str]) -> str:
     """Turn ``glue("fig-…", fig, display=False)`` into ``display=True`` for the figure keys, so that
     the figure appears in the cell's output in Jupyter/Colab (the book shows it in the prose)."""
@@ -494,22 +685,41 @@ def glue_figures_visible(code: str, keys: set[str]) -> str:
     return code
 
 
-def convert_cells(cells: list, stem: str, book: Book, values: dict[str, str] | None = None,
-                  badge: Callable[[], str] | None = None) -> Converter:
+def convert_cells(cells: list, stem: str, book: Book, values: dict[str, Any] | None = None,
+                  badge: Callable[[], str] | None = None, macros: dict[str, object] | None = None,
+                  marker: str = "", link_base: str | None = None, figures_inline: bool = False,
+                  show_glued_figures: bool = False) -> Converter:
     """Convert the markdown cells (``nbformat`` cells) of one chapter in place; return the converter
-    (its ``problems`` list names what could not be converted)."""
-    conv = Converter(book, stem, values)
+    (its ``problems`` list names what could not be converted, ``missing`` the glue keys quoted
+    without a value).
+
+    ``values``: glue key -> MIME bundle (or ``text/plain`` string) put into the prose, followed by
+    ``marker``; ``macros``: the book's TeX macros, expanded in every cell (with any
+    ``\\newcommand`` a cell defines), so that no cell depends on another; ``link_base``: references
+    to another chapter's labels become links to ``<link_base><stem>.html#<id>``;
+    ``figures_inline``: a ``{glue:figure}`` shows the glued image as a cell attachment;
+    ``show_glued_figures``: the figures' ``glue(..., display=False)`` calls become
+    ``display=True`` (for a notebook that uses myst-nb's ``glue``)."""
+    conv = Converter(book, stem, values, marker=marker, link_base=link_base, figures_inline=figures_inline)
     badge_re = re.compile(r"^(`{3,}|:{3,})\{colab-badge\}[ \t]*\n[ \t]*\1[ \t]*$", re.M)
+    current = dict(macros or {})
     for cell in cells:
         if cell.cell_type != "markdown":
             continue
         source = cell.source
         if badge is not None:
             source = badge_re.sub(lambda _: badge(), source)
-        cell.source = conv.convert(source)
-    for cell in cells:
-        if cell.cell_type == "code" and conv.figure_keys:
-            cell.source = glue_figures_visible(cell.source, conv.figure_keys)
+        conv.attachments = {}
+        source = conv.convert(source)
+        if macros is not None:
+            source, current = expand_macros(source, current)
+        cell.source = source
+        if conv.attachments:
+            cell["attachments"] = dict(conv.attachments)
+    if show_glued_figures:
+        for cell in cells:
+            if cell.cell_type == "code" and conv.figure_keys:
+                cell.source = glue_figures_visible(cell.source, conv.figure_keys)
     return conv
 
 
