@@ -7,7 +7,7 @@ closed forms and bounds (``projection``, ``fisher``, ``alpha_cl``, ``arcl``, ``g
 Every public name of every module (its ``__all__``) is re-exported here.
 """
 
-from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook
+from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook, optim
 from .claims import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
@@ -23,12 +23,13 @@ from .alpha_cl import *  # noqa: F401,F403
 from .arcl import *  # noqa: F401,F403
 from .generalization import *  # noqa: F401,F403
 from .symbolic import *  # noqa: F401,F403
+from .optim import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
 _MODULES = (
     claims, device, losses, mixtures, scale, stats, style, progress_bars,
-    projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook,
+    projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook, optim,
 )
 
 

@@ -23,6 +23,7 @@ from scipy.special import ndtr, owens_t
 
 from ._validation import check_finite, check_nonnegative, check_positive, check_shape
 from .device import DEFAULT_DTYPE, default_device
+from .optim import damped_newton
 from .symbolic import is_symbolic
 
 __all__ = [
@@ -387,7 +388,8 @@ def fit_logistic_heads(
 
     Damped Newton on the convex risk of :func:`logistic_domain_risk`, with the exact gradient
     :math:`\mathbb E[-\tilde Y\sigma(-\tilde Y m)(Z,1)]` and Hessian
-    :math:`\mathbb E[\sigma(m)\sigma(-m)(Z,1)(Z,1)^\top]` (:math:`m=hZ+b`), vectorised over the
+    :math:`\mathbb E[\sigma(m)\sigma(-m)(Z,1)(Z,1)^\top]` (:math:`m=hZ+b`), by
+    :func:`clkit.optim.damped_newton` (Armijo backtracking), vectorised over the
     strengths ``theta`` (shape ``(k,)``). The minimiser exists when :math:`\theta w_2\ne0` (the
     classes then overlap); otherwise ``ValueError`` is raised (the risk decreases as
     :math:`h\to\infty`), as it is for bad ``weights``. Returns ``(h, b)``, each of shape ``(k,)``.
@@ -408,30 +410,20 @@ def fit_logistic_heads(
         m = y_sign[:, None] * (p[:, 0, None, None] * z + p[:, 1, None, None])
         return (torch.nn.functional.softplus(-m) * quad_w).sum((-2, -1))
 
-    for _ in range(max_iter):
-        m = params[:, 0, None, None] * z + params[:, 1, None, None]
+    def value_grad_hess(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = p[:, 0, None, None] * z + p[:, 1, None, None]
         weight_grad = -y_sign[:, None] * torch.sigmoid(-y_sign[:, None] * m) * quad_w
         grad = torch.stack([(weight_grad * z).sum((-2, -1)), weight_grad.sum((-2, -1))], dim=-1)
-        if float(grad.norm(dim=-1).max()) < grad_tol:
-            return params[:, 0].clone(), params[:, 1].clone()
         curv = torch.sigmoid(m) * torch.sigmoid(-m) * quad_w
+        off = (curv * z).sum((-2, -1))
         hess = torch.stack(
-            [
-                torch.stack([(curv * z * z).sum((-2, -1)), (curv * z).sum((-2, -1))], -1),
-                torch.stack([(curv * z).sum((-2, -1)), curv.sum((-2, -1))], -1),
-            ],
+            [torch.stack([(curv * z * z).sum((-2, -1)), off], -1), torch.stack([off, curv.sum((-2, -1))], -1)],
             -2,
         )
-        step = torch.linalg.solve(hess, grad)
-        current = risk_of(params)
-        scale = torch.ones(theta.shape[0], 1, dtype=weights.dtype, device=weights.device)
-        for _ in range(30):  # backtracking: halve the step where the risk would not decrease
-            worse = risk_of(params - scale * step) > current + 64 * torch.finfo(current.dtype).eps * current.abs()
-            if not bool(worse.any()):
-                break
-            scale = torch.where(worse[:, None], scale / 2, scale)
-        params = params - scale * step
-    raise RuntimeError(f"Newton did not reach gradient norm {grad_tol:g} in {max_iter} iterations")
+        return risk_of(p), grad, hess
+
+    result = damped_newton(value_grad_hess, params, grad_tol=grad_tol, max_iter=max_iter, value=risk_of)
+    return result.x[:, 0].clone(), result.x[:, 1].clone()
 
 
 def _conditioning_rule(n_per_panel: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -514,22 +506,18 @@ def optimal_logistic_heads(
     # start at the slope of the best linear fit of the posterior, Phi(kv) ~ 1/2 + phi(0) k v against
     # sigma(gv) ~ 1/2 + gv/4: g = 4 phi(0) k ~ 1.6 k; the logit-probit factor ~1.7 is the same at large k
     g = 4.0 * k / math.sqrt(2.0 * math.pi)
-    for _ in range(max_iter):
-        sig = torch.sigmoid(-g[..., None] * v)
-        grad = -2.0 * (p_one * v * sig * weight).sum(-1)
+
+    def value_grad_hess(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sig = torch.sigmoid(-x * v)
+        grad = -2.0 * (p_one * v * sig * weight).sum(-1, keepdim=True)
         curv = 2.0 * (p_one * v * v * sig * (1.0 - sig) * weight).sum(-1)
-        step = grad / curv
-        scale = torch.ones_like(g)
-        current = risk(g)
-        for _ in range(40):  # backtracking: halve the step where the risk would increase
-            worse = risk(g - scale * step) > current + 64 * torch.finfo(g.dtype).eps * current
-            if not bool(worse.any()):
-                break
-            scale = torch.where(worse, scale / 2, scale)
-        g = g - scale * step
-        if bool(((scale * step).abs() <= 1e-12 * (1.0 + g.abs())).all()):
-            return g / sigma
-    raise RuntimeError(f"Newton did not converge in {max_iter} iterations")
+        return risk(x[..., 0]), grad, curv[..., None, None]
+
+    result = damped_newton(
+        value_grad_hess, g[..., None], grad_tol=0.0, x_rtol=1e-12, max_iter=max_iter, norm_ord=math.inf,
+        value=lambda x: risk(x[..., 0]),
+    )
+    return result.x[..., 0] / sigma
 
 
 def fit_logistic_heads_on_sample(
@@ -568,29 +556,20 @@ def fit_logistic_heads_on_sample(
     def risk(p: torch.Tensor) -> torch.Tensor:
         return softplus(-y_sign * (p[:, :1] * z + p[:, 1:])).mean(1)
 
-    for _ in range(max_iter):
-        m = p_margin = y_sign * (params[:, :1] * z + params[:, 1:])
-        coef = -y_sign * torch.sigmoid(-p_margin) / n
+    def value_grad_hess(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = y_sign * (p[:, :1] * z + p[:, 1:])
+        coef = -y_sign * torch.sigmoid(-m) / n
         grad = torch.stack([(coef * z).sum(1), coef.sum(1)], -1)
-        if float(grad.norm(dim=-1).max()) < grad_tol:
-            out_h, out_b = params[:, 0].clone(), params[:, 1].clone()
-            return (out_h[0], out_b[0]) if squeeze else (out_h, out_b)
         curv = torch.sigmoid(m) * torch.sigmoid(-m) / n
+        off = (curv * z).sum(1)
         hess = torch.stack(
-            [torch.stack([(curv * z * z).sum(1), (curv * z).sum(1)], -1),
-             torch.stack([(curv * z).sum(1), curv.sum(1)], -1)],
-            -2,
+            [torch.stack([(curv * z * z).sum(1), off], -1), torch.stack([off, curv.sum(1)], -1)], -2
         )
-        step = torch.linalg.solve(hess, grad)
-        current = risk(params)
-        scale = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
-        for _ in range(40):
-            worse = risk(params - scale * step) > current + 64 * torch.finfo(z.dtype).eps * current
-            if not bool(worse.any()):
-                break
-            scale = torch.where(worse[:, None], scale / 2, scale)
-        params = params - scale * step
-    raise RuntimeError(f"Newton did not reach gradient norm {grad_tol:g} in {max_iter} iterations")
+        return softplus(-m).mean(1), grad, hess
+
+    result = damped_newton(value_grad_hess, params, grad_tol=grad_tol, max_iter=max_iter, value=risk)
+    out_h, out_b = result.x[:, 0].clone(), result.x[:, 1].clone()
+    return (out_h[0], out_b[0]) if squeeze else (out_h, out_b)
 
 
 _INVERSE_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0

@@ -1,0 +1,212 @@
+"""clkit.optim: damped Newton and backtracking, checked against scipy.optimize."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from clkit.optim import NewtonResult, backtracking, damped_newton
+
+DT = torch.float64
+
+
+def _logistic_problems(batch: int = 4, n: int = 60, p: int = 3, seed: int = 0):
+    """Ridge-free logistic regressions with overlapping classes (strictly convex, minimiser exists)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, n, p, generator=gen, dtype=DT)
+    y = torch.where(torch.rand(batch, n, generator=gen, dtype=DT) < torch.sigmoid(z[..., 0]), 1.0, -1.0)
+
+    def value(w: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.softplus(-y * (z @ w[..., None])[..., 0]).mean(-1)
+
+    def vgh(w: torch.Tensor):
+        m = y * (z @ w[..., None])[..., 0]
+        s = torch.sigmoid(-m)
+        grad = -(z * (y * s)[..., None]).mean(-2)
+        hess = (z.transpose(-1, -2) * (s * (1 - s))[..., None, :]) @ z / n
+        return value(w), grad, hess
+
+    return z, y, value, vgh
+
+
+def test_batched_logistic_regression_matches_scipy_trust_exact():
+    z, y, value, vgh = _logistic_problems()
+    result = damped_newton(vgh, torch.zeros(4, 3, dtype=DT), grad_tol=1e-12, value=value)
+    assert isinstance(result, NewtonResult) and bool(result.converged.all())
+    assert float(result.grad_norm.max()) < 1e-12
+    for b in range(4):
+        def fun(w, b=b):
+            f, g, _ = vgh(torch.as_tensor(w, dtype=DT)[None].expand(4, 3))
+            return float(f[b]), g[b].numpy()
+
+        def hess(w, b=b):
+            return vgh(torch.as_tensor(w, dtype=DT)[None].expand(4, 3))[2][b].numpy()
+
+        ref = minimize(fun, np.zeros(3), jac=True, hess=hess, method="trust-exact", options={"gtol": 1e-10})
+        # scipy may stop for precision loss; what counts is the gradient at its point.
+        # Strong convexity: |x - x*| <= |g(x)| / lambda_min for each point, so they are at most
+        # (|g_ref| + |g_ours|) / lambda_min apart; values agree to lambda_max gap^2 / 2 + round-off
+        ref_grad = float(np.linalg.norm(fun(ref.x)[1]))
+        assert ref_grad < 1e-8
+        lam = np.linalg.eigvalsh(hess(ref.x))
+        gap = 1.01 * (ref_grad + float(result.grad_norm[b])) / lam[0]
+        np.testing.assert_allclose(result.x[b].numpy(), ref.x, atol=gap)
+        assert abs(float(result.value[b]) - ref.fun) < lam[-1] * gap**2 + 1e-15
+
+
+def test_non_quadratic_convex_matches_scipy_newton_cg():
+    # f(x) = log sum_i exp(a_i^T x) + |x|^2 / 2: strictly convex
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(7, 5, generator=gen, dtype=DT)
+
+    def vgh(x: torch.Tensor):
+        logits = x @ a.T
+        p = torch.softmax(logits, -1)
+        f = torch.logsumexp(logits, -1) + 0.5 * (x * x).sum(-1)
+        g = p @ a + x
+        cov = torch.einsum("...k,ki,kj->...ij", p, a, a) - (p @ a)[..., :, None] * (p @ a)[..., None, :]
+        return f, g, cov + torch.eye(5, dtype=DT)
+
+    x0 = 3 * torch.ones(1, 5, dtype=DT)  # far from the minimiser: the line search is needed
+    result = damped_newton(vgh, x0, grad_tol=1e-12)
+    ref = minimize(lambda x: float(vgh(torch.as_tensor(x)[None])[0][0]), x0[0].numpy(),
+                   jac=lambda x: vgh(torch.as_tensor(x)[None])[1][0].numpy(),
+                   hess=lambda x: vgh(torch.as_tensor(x)[None])[2][0].numpy(),
+                   method="Newton-CG", options={"xtol": 1e-14})
+    np.testing.assert_allclose(result.x[0].numpy(), ref.x, atol=1e-8)
+
+
+def test_quadratic_is_solved_in_one_full_step():
+    h = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=DT)
+    c = torch.tensor([1.0, -2.0], dtype=DT)
+
+    def vgh(x):
+        return 0.5 * (x @ h * x).sum(-1) - x @ c, x @ h - c, h.expand(*x.shape[:-1], 2, 2)
+
+    result = damped_newton(vgh, torch.zeros(2, dtype=DT), grad_tol=1e-13)
+    assert result.n_iter == 1
+    torch.testing.assert_close(result.x, torch.linalg.solve(h, c), atol=1e-15, rtol=0)
+
+
+def test_line_search_is_needed_and_used():
+    # f(x) = sqrt(1 + x^2): full Newton steps x -> -x^3 diverge from |x| > 1; damped ones converge
+    def vgh(x):
+        r = torch.sqrt(1 + x * x)
+        return r[..., 0], x / r, (1 / r**3)[..., None]
+
+    result = damped_newton(vgh, torch.tensor([[2.0], [-5.0], [0.5]], dtype=DT), grad_tol=1e-12)
+    assert float(result.x.abs().max()) < 1e-12
+
+
+def test_saddle_free_descends_from_near_a_saddle_like_scipy_trust_exact():
+    # f = x^4/4 - x^2/2 + y^2: saddle at 0, minima at (+-1, 0)
+    def vgh(v):
+        x, y = v[..., 0], v[..., 1]
+        g = torch.stack([x**3 - x, 2 * y], -1)
+        h = torch.diag_embed(torch.stack([3 * x**2 - 1, torch.full_like(y, 2.0)], -1))
+        return x**4 / 4 - x**2 / 2 + y**2, g, h
+
+    x0 = torch.tensor([0.05, 0.3], dtype=DT)
+    result = damped_newton(vgh, x0, grad_tol=1e-12, saddle_free=True)
+    ref = minimize(lambda v: float(vgh(torch.as_tensor(v))[0]), x0.numpy(),
+                   jac=lambda v: vgh(torch.as_tensor(v))[1].numpy(),
+                   hess=lambda v: vgh(torch.as_tensor(v))[2].numpy(), method="trust-exact",
+                   options={"gtol": 1e-10})
+    # Hessian at (1, 0) is diag(2, 2): both points are within |g| / 2 of the minimiser
+    np.testing.assert_allclose(result.x.numpy(), ref.x, atol=1e-10)
+    assert abs(float(result.x[0]) - 1.0) < 1e-12
+
+
+def test_batch_entries_are_independent_and_converged_ones_stay():
+    _, _, value, vgh = _logistic_problems(batch=3, seed=2)
+    together = damped_newton(vgh, torch.zeros(3, 3, dtype=DT), grad_tol=1e-12, value=value)
+    for b in range(3):
+        def vgh_b(w, b=b):
+            full = torch.zeros(3, 3, dtype=DT)
+            full[b] = w
+            f, g, h = vgh(full)
+            return f[b], g[b], h[b]
+
+        alone = damped_newton(vgh_b, torch.zeros(3, dtype=DT), grad_tol=1e-12)
+        torch.testing.assert_close(together.x[b], alone.x, atol=1e-11, rtol=0)
+
+
+def test_x_rtol_stops_on_small_steps_and_float32_is_kept():
+    def vgh(x):
+        e = x.exp()
+        return (e - 2 * x).sum(-1), e - 2, torch.diag_embed(e)
+
+    result = damped_newton(vgh, torch.zeros(3, 1, dtype=torch.float32), grad_tol=0.0, x_rtol=1e-6)
+    assert result.x.dtype == torch.float32 and bool(result.converged.all())
+    assert float((result.x - math.log(2)).abs().max()) < 1e-6
+
+
+def test_non_convergence_raises_or_reports():
+    def vgh(x):  # f = e^x, no minimiser
+        return x.exp()[..., 0], x.exp(), x.exp()[..., None]
+
+    with pytest.raises(RuntimeError, match="not converged"):
+        damped_newton(vgh, torch.zeros(1, dtype=DT), grad_tol=1e-12, max_iter=5)
+    result = damped_newton(vgh, torch.zeros(1, dtype=DT), grad_tol=1e-12, max_iter=5, strict=False)
+    assert not bool(result.converged) and result.n_iter == 5 and len(result.history) == 6
+
+
+def test_patience_stops_at_the_round_off_floor():
+    def vgh(x):  # a gradient "noise floor" ~1e-8 (the steps land where cos(1e9 x) ~ +-1)
+        return (x * x).sum(-1), 2 * x + 1e-8 * torch.cos(1e9 * x), 2 * torch.eye(1, dtype=DT)
+
+    result = damped_newton(vgh, torch.ones(1, dtype=DT), grad_tol=1e-30, patience=3, strict=False)
+    assert result.n_iter < 100 and not bool(result.converged)
+
+
+def test_backtracking_returns_the_largest_armijo_step():
+    def value(x):
+        return (x**4).sum(-1)
+
+    x = torch.tensor([[1.0], [2.0]], dtype=DT)
+    d = torch.tensor([[-3.0], [-1.0]], dtype=DT)
+    f0, slope = value(x), (4 * x**3 * d).sum(-1)
+    s = backtracking(value, x, d, f0, slope, armijo=0.25)
+    for b in range(2):
+        ok = lambda t: float(value(x[b] + t * d[b])) <= float(f0[b]) + 0.25 * t * float(slope[b])  # noqa: E731
+        assert ok(float(s[b])) and (float(s[b]) == 1.0 or not ok(2 * float(s[b])))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"grad_tol": -1.0}, "grad_tol"),
+        ({"grad_tol": 0.0}, "grad_tol"),
+        ({"grad_tol": 1e-9, "x_rtol": 0.0}, "x_rtol"),
+        ({"grad_tol": 1e-9, "max_iter": -1}, "max_iter"),
+        ({"grad_tol": 1e-9, "patience": 0}, "patience"),
+        ({"grad_tol": 1e-9, "norm_ord": 0}, "norm_ord"),
+        ({"grad_tol": 1e-9, "armijo": 1.0}, "armijo"),
+        ({"grad_tol": 1e-9, "shrink": 1.0}, "shrink"),
+        ({"grad_tol": 1e-9, "max_backtracks": -2}, "max_backtracks"),
+    ],
+)
+def test_bad_parameters_are_refused_by_name(kwargs, name):
+    def vgh(x):
+        return (x * x).sum(-1), 2 * x + 1, 2 * torch.eye(2, dtype=DT).expand(*x.shape[:-1], 2, 2)
+
+    with pytest.raises(ValueError, match=name):
+        damped_newton(vgh, torch.ones(2, dtype=DT), **kwargs)
+
+
+def test_bad_x0_and_shapes_are_refused_by_name():
+    def vgh(x):
+        return (x * x).sum(-1), 2 * x, 2 * torch.eye(2, dtype=DT)  # Hessian not batched
+
+    with pytest.raises(ValueError, match="x0"):
+        damped_newton(vgh, torch.ones(2, dtype=torch.long), grad_tol=1e-9)
+    with pytest.raises(ValueError, match="x0"):
+        damped_newton(vgh, torch.tensor([1.0, math.nan], dtype=DT), grad_tol=1e-9)
+    with pytest.raises(ValueError, match="value_grad_hess"):
+        damped_newton(vgh, torch.ones(3, 2, dtype=DT), grad_tol=1e-9)
+    with pytest.raises(ValueError, match="direction"):
+        backtracking(lambda x: x.sum(-1), torch.ones(2, 1), torch.ones(2, 2), torch.ones(2), torch.ones(2))
