@@ -2,23 +2,82 @@
 # The whole book as one PDF, through LaTeX (XeLaTeX: the chapters hold Unicode that pdflatex cannot
 # typeset). Executes every chapter at the scale CLKIT_SCALE (default: "default"), like the HTML.
 #
-#   bash scripts/build-pdf.sh            # -> book/_build/latex/clbook.pdf
+#   bash scripts/build-pdf.sh              # -> book/_build/latex/clbook.pdf
+#   bash scripts/build-pdf.sh --with-html  # execute each chapter once, then the PDF and the HTML
+#                                          # (with the PDF in its download menu) from that execution
 #
-# Needs a TeX installation; on Debian/Ubuntu (as root, or with sudo):
-#   apt-get install -y --no-install-recommends texlive-latex-recommended texlive-latex-extra \
-#     texlive-fonts-recommended texlive-xetex texlive-plain-generic latexmk fonts-freefont-otf \
-#     tex-gyre lmodern
-# Not part of CI; the publishing workflow (.github/workflows/book.yml) builds it and links it
-# from the site.
+# Needs TeX and Python's venv module; on Debian/Ubuntu (as root, or with sudo; about 1 GB):
+#   apt-get install -y --no-install-recommends python3-venv texlive-latex-recommended \
+#     texlive-latex-extra texlive-fonts-recommended texlive-xetex texlive-plain-generic latexmk \
+#     fonts-freefont-otf tex-gyre lmodern
+# Both are checked first, before anything is installed. Not part of CI; the publishing workflow
+# (.github/workflows/book.yml) runs it with --with-html and publishes the site with the PDF.
+#
+# --with-html: the chapters execute once, into a jupyter-cache (book/_build/.jupyter_cache, emptied
+# first so nothing stale is reused), through a copy of book/_config.yml with
+# `execute_notebooks: cache`; the PDF build fills the cache, the HTML build reads it. Failing cells
+# and claims fail either build, as in build-book.sh; the claims are audited at the end.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+apt_line="sudo apt-get install -y --no-install-recommends python3-venv texlive-latex-recommended \\
+    texlive-latex-extra texlive-fonts-recommended texlive-xetex texlive-plain-generic latexmk \\
+    fonts-freefont-otf tex-gyre lmodern"
+
+with_html=0
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--with-html" ]; then with_html=1; else args+=("$arg"); fi
+done
+
+# 1. what cannot be installed from here: TeX, and (for a new .venv) Python's venv module
+missing=()
+for tool in xelatex latexmk; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+venv="${CLBOOK_VENV:-$repo/.venv}"
+if [ ! -x "$venv/bin/python" ] && ! "${CLBOOK_PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null; then
+  missing+=("python3-venv")
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  {
+    echo "build-pdf: missing ${missing[*]}. On Debian/Ubuntu install them with"
+    echo "  $apt_line"
+    echo "(other systems: a TeX distribution with XeLaTeX and latexmk, e.g. TeX Live or MiKTeX)."
+  } >&2
+  exit 2
+fi
+
+# 2. the Python environment (as build-book.sh), then the builds
 source "$repo/scripts/setup-env.sh"
 cd "$repo"
-for tool in xelatex latexmk; do
-  command -v "$tool" >/dev/null || { echo "build-pdf: $tool not found (see the apt-get line in $0)" >&2; exit 2; }
-done
 export CLKIT_SCALE="${CLKIT_SCALE:-default}"
-jupyter-book build book/ --builder pdflatex "$@"
+config=()
+if [ "$with_html" = 1 ]; then
+  mkdir -p book/_build
+  rm -rf book/_build/.jupyter_cache book/_build/claims
+  python - "$repo/book/_config.yml" "$repo/book/_build/_config.cache.yml" <<'PY'
+import sys
+from pathlib import Path
+
+import yaml
+
+source, target = map(Path, sys.argv[1:])
+config = yaml.safe_load(source.read_text(encoding="utf-8"))
+config["execute"]["execute_notebooks"] = "cache"  # one execution, read by both builders
+extensions = config.get("sphinx", {}).get("local_extensions") or {}
+for name, folder in extensions.items():  # relative to the config file: make them absolute
+    extensions[name] = str((source.parent / folder).resolve())
+target.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+PY
+  config=(--config book/_build/_config.cache.yml)
+fi
+
+jupyter-book build book/ --builder pdflatex "${config[@]}" "${args[@]}"
 pdf="book/_build/latex/clbook.pdf"
 test -s "$pdf" || { echo "build-pdf: no $pdf was produced" >&2; exit 1; }
 echo "PDF: $pdf ($(du -h "$pdf" | cut -f1))"
+
+if [ "$with_html" = 1 ]; then
+  jupyter-book build book/ "${config[@]}" -W -n --keep-going "${args[@]}"
+  python scripts/audit_claims.py book/_build/claims
+fi

@@ -213,13 +213,9 @@ def setup_cell(repo_url: str, version: str, formats: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-GLUE_IMPORT = re.compile(r"^(\s*)from myst_nb import glue\b.*$", re.M)
-
-
 def notebook_code(source: str, book: myst_notebook.Book) -> str:
     """A code cell for Colab: ``glue`` from clkit, equation labels in comments as their numbers."""
-    source = GLUE_IMPORT.sub(r"\1from clkit.notebook import glue  # prints or shows each glued value",
-                             source)
+    source = myst_notebook.glue_from_clkit(source)
     for label in sorted(book.equations, key=len, reverse=True):
         number = book.labels.get(label)
         if number and label in source:

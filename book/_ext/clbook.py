@@ -259,6 +259,9 @@ def readable_notebook(app: Sphinx, docname: str) -> Any | None:
     conv = mn.convert_cells(executed.cells, Path(docname).name, book, values=values, badge=lambda: note,
                             macros=macros)
     _show_glued_figures(executed, conv.figure_keys)
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            cell.source = mn.glue_from_clkit(cell.source)
     for index, cell in enumerate(executed.cells):
         cell.id = f"{Path(docname).name}-{index:03d}"
     for problem in conv.problems:  # tests/test_notebooks.py fails on these; the book need not
@@ -284,6 +287,28 @@ def book_pdf(app: Sphinx) -> Path | None:
     return path if path.is_file() else None
 
 
+NOTEBOOKS_ZIP = "clbook-notebooks.zip"
+
+
+def publish_notebooks_zip(app: Sphinx, exception: Exception | None) -> None:
+    """Every chapter's readable executed notebook (the download menu's ``.ipynb``) in one zip,
+    ``<html>/clbook-notebooks.zip``; reproducible (fixed dates, sorted names)."""
+    import zipfile
+
+    if exception is not None or app.builder.format != "html":
+        return
+    notebooks = sorted((Path(app.outdir) / "_sources" / "chapters").glob("*.ipynb"))
+    if not notebooks:
+        return
+    target = Path(app.outdir) / NOTEBOOKS_ZIP
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in notebooks:
+            info = zipfile.ZipInfo(f"clbook-notebooks/{path.name}", date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    logger.info(f"[clbook] {len(notebooks)} executed notebook(s) zipped to {target}")
+
+
 def publish_pdf(app: Sphinx, exception: Exception | None) -> None:
     pdf = book_pdf(app)
     if exception is None and pdf is not None and app.builder.format == "html":
@@ -305,6 +330,15 @@ def launch_and_download(app: Sphinx, pagename: str, templatename: str, context: 
                     "label": "download-book-pdf-button",
                 })
     chapter = chapter_number(pagename) is not None and pagename.startswith("chapters/")
+    if chapter and context.get("ipynb_source"):
+        for group in buttons:
+            if group.get("label") == "download-buttons":
+                group["buttons"].append({
+                    "type": "link", "url": context["pathto"](NOTEBOOKS_ZIP, 1),
+                    "text": "All chapters (.ipynb, zip)", "icon": "fas fa-file-archive",
+                    "tooltip": "Every chapter as an executed notebook, with its outputs and numbers",
+                    "label": "download-notebooks-zip-button",
+                })
     options = app.config.html_theme_options
     for group in list(buttons):
         if group.get("label") == "launch-buttons":
@@ -532,6 +566,7 @@ def setup(app: Sphinx) -> dict[str, object]:
     app.connect("build-finished", publish_claims)
     app.connect("build-finished", copy_mathjax)
     app.connect("build-finished", publish_pdf)
+    app.connect("build-finished", publish_notebooks_zip)
     # after sphinx-book-theme's launch and header buttons (priority 501)
     app.connect("html-page-context", launch_and_download, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": False, "version": "1.0"}

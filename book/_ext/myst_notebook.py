@@ -659,6 +659,15 @@ def macro_cell_source(macros: dict[str, object]) -> str:
     )
 
 
+GLUE_IMPORT = re.compile(r"^(\s*)from myst_nb import glue\b.*$", re.M)
+
+
+def glue_from_clkit(code: str) -> str:
+    """``from myst_nb import glue`` -> ``from clkit.notebook import glue`` (myst-nb's glue in the
+    book; outside it, prints ``name = value`` or shows the table/figure)."""
+    return GLUE_IMPORT.sub(r"\1from clkit.notebook import glue  # prints or shows each glued value", code)
+
+
 def glued_values(notebook: Any) -> dict[str, dict[str, str]]:
     """Glue key -> the glued value's MIME bundle (unprefixed), from an executed notebook's
     outputs (myst-nb's ``glue`` records)."""
