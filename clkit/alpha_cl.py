@@ -32,37 +32,32 @@ from .device import as_tensor
 from .symbolic import is_symbolic
 
 __all__ = [
-    "ACTIVATIONS",
     "contrastive_covariance",
-    "gated_data",
+    "uniform_alpha_expected_covariance",
     "one_layer_matrix",
     "one_layer_objective",
     "gaussian_alpha",
     "alpha_cl_energy",
     "info_nce_distance",
     "info_nce_alpha",
+    "info_nce_alpha_from_distances",
     "LatentPatternModel",
     "alpha_cl_dynamics",
-    "eigengap",
-    "local_roughness",
-    "local_roughness_batch",
-    "tangent_basis",
     "tangent_bases",
-    "uniform_alpha_expected_covariance",
-    "info_nce_alpha_from_distances",
-    "sphere_flow",
+    "eigengap",
+    "local_roughness_batch",
     "flow_jacobian",
     "linearised_flow_matrix",
     "find_critical_points",
 ]
 
-#: The homogeneous activations :math:`h(x)=h'(x)x` supported by the one-layer functions.
-ACTIVATIONS: tuple[str, ...] = ("linear", "relu")
+# The homogeneous activations h(x) = h'(x) x supported by the one-layer functions.
+_ACTIVATIONS: tuple[str, ...] = ("linear", "relu")
 
 
 def _check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     return activation
 
 
@@ -155,7 +150,7 @@ def uniform_alpha_expected_covariance(v_conditional_mean, v_total, n):
     return v_conditional_mean - v_total / n
 
 
-def gated_data(x: torch.Tensor, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+def _gated_data(x: torch.Tensor, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
     r"""Gated data :math:`\tilde x^w[i] = x[i]\,h'(w^\top x[i])` (Tian 2023, one-layer section).
 
     Args:
@@ -192,16 +187,19 @@ def one_layer_matrix(
         ``(d, d)`` (``(B, d, d)`` for a batch).
 
     Raises:
-        ValueError: as :func:`contrastive_covariance` and :func:`gated_data`.
+        ValueError: as :func:`contrastive_covariance`, and for a zero ``w`` or an unknown activation.
     """
     _check_batch_pair(x, x_pos)
-    return contrastive_covariance(gated_data(x, w, activation), gated_data(x_pos, w, activation), alpha)
+    return contrastive_covariance(_gated_data(x, w, activation), _gated_data(x_pos, w, activation), alpha)
 
 
 def one_layer_objective(
     x: torch.Tensor, x_pos: torch.Tensor, w: torch.Tensor, alpha: torch.Tensor, activation: str = "relu"
 ) -> torch.Tensor:
-    r"""The one-node objective :math:`w^\top A(w) w = \mathbb C_\alpha[h(w^\top x)]` (a scalar)."""
+    r"""The one-node objective :math:`w^\top A(w) w = \mathbb C_\alpha[h(w^\top x)]`.
+
+    Arguments and errors as :func:`one_layer_matrix`. Returns a scalar tensor (``(B,)`` for a batch).
+    """
     return w @ one_layer_matrix(x, x_pos, w, alpha, activation) @ w
 
 
@@ -248,23 +246,27 @@ def alpha_cl_energy(f: torch.Tensor, f_pos: torch.Tensor, alpha: torch.Tensor) -
 def _half_squared_distances(f: torch.Tensor, f_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     d_pos = 0.5 * (f - f_pos).pow(2).sum(1)
     sq = f.pow(2).sum(1)
-    # Gram form: O(N^2 K) memory-free, unlike broadcasting (N, N, K) differences.
+    # Gram form: (N, N) memory, where broadcasting the differences would take (N, N, K).
     d_neg = (0.5 * (sq[:, None] + sq[None, :]) - f @ f.T).clamp_min(0.0)
     return d_pos, d_neg
 
 
-def _info_nce_terms(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float):
-    _check_pair(f, f_pos)
+def _check_tau_eps(tau: float, eps: float) -> float:
     tau = check_positive("tau", tau)
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    n = f.shape[0]
-    d_pos, d_neg = _half_squared_distances(f, f_pos)
-    off = ~torch.eye(n, dtype=torch.bool, device=f.device)
+    return tau
+
+
+def _info_nce_logits(d_pos: torch.Tensor, d_neg: torch.Tensor, tau: float, eps: float) -> torch.Tensor:
+    """``(N, N + [eps > 0])`` logits: ``-d_ij/tau`` off the diagonal, ``-inf`` on it, and the
+    positive's ``log eps - d_i/tau`` as a last column when ``eps > 0``."""
+    n = d_pos.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=d_neg.device)
     logits = torch.where(off, -d_neg / tau, torch.full_like(d_neg, -math.inf))
     if eps > 0:
         logits = torch.cat([logits, (math.log(eps) - d_pos / tau)[:, None]], dim=1)
-    return n, tau, d_pos, logits
+    return logits
 
 
 def info_nce_distance(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
@@ -287,8 +289,10 @@ def info_nce_distance(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: flo
     Raises:
         ValueError: for mismatched shapes, non-finite input, ``tau <= 0`` or a bad ``eps``.
     """
-    n, tau, d_pos, logits = _info_nce_terms(f, f_pos, tau, eps)
-    return (d_pos + tau * torch.logsumexp(logits, dim=1)).sum()
+    _check_pair(f, f_pos)
+    tau = _check_tau_eps(tau, eps)
+    d_pos, d_neg = _half_squared_distances(f, f_pos)
+    return (d_pos + tau * torch.logsumexp(_info_nce_logits(d_pos, d_neg, tau, eps), dim=1)).sum()
 
 
 def info_nce_alpha_from_distances(d_pos, d_neg, tau, eps=1.0):
@@ -322,16 +326,11 @@ def info_nce_alpha_from_distances(d_pos, d_neg, tau, eps=1.0):
                 if j != i:
                     out[i, j] = 2 * n * n * sympy.exp(-d_neg[i, j] / tau) / z_i
         return out
+    check_shape("d_pos", d_pos, (None,))
     check_shape("d_neg", d_neg, (d_pos.shape[0], d_pos.shape[0]))
-    tau = check_positive("tau", tau)
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    tau = _check_tau_eps(tau, eps)
     n = d_pos.shape[0]
-    off = ~torch.eye(n, dtype=torch.bool, device=d_neg.device)
-    logits = torch.where(off, -d_neg / tau, torch.full_like(d_neg, -math.inf))
-    if eps > 0:
-        logits = torch.cat([logits, (math.log(eps) - d_pos / tau)[:, None]], dim=1)
-    return (2 * n * n) * torch.softmax(logits, dim=1)[:, :n]
+    return (2 * n * n) * torch.softmax(_info_nce_logits(d_pos, d_neg, tau, eps), dim=1)[:, :n]
 
 
 def info_nce_alpha(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float = 1.0) -> torch.Tensor:
@@ -345,98 +344,114 @@ def info_nce_alpha(f: torch.Tensor, f_pos: torch.Tensor, tau: float, eps: float 
     Returns:
         ``(N, N)``, row-normalised Gaussian weights scaled by :math:`2N^2`.
     """
-    _info_nce_terms(f, f_pos, tau, eps)  # validation
+    _check_pair(f, f_pos)
+    _check_tau_eps(tau, eps)
     d_pos, d_neg = _half_squared_distances(f.detach(), f_pos.detach())
     return info_nce_alpha_from_distances(d_pos, d_neg, tau, eps)
 
 
-def tangent_basis(w: torch.Tensor) -> torch.Tensor:
-    r"""An orthonormal basis ``(d, d-1)`` of the tangent space :math:`w^\perp` of the unit sphere at ``w``."""
-    check_shape("w", w, (None,))
-    _check_weight("w", w, w.shape[0])
-    w_hat = w / w.norm()
-    q, _ = torch.linalg.qr(torch.cat([w_hat[:, None], torch.eye(w.numel(), dtype=w.dtype, device=w.device)], 1))
-    return q[:, 1:w.numel()]
+def tangent_bases(w: torch.Tensor) -> torch.Tensor:
+    r"""Orthonormal bases :math:`E_k` ``(K, d, d-1)`` of the tangent spaces :math:`w_k^\perp` of the
+    unit sphere, one per row of ``w`` ``(K, d)``: the last :math:`d-1` columns of the QR factor of
+    :math:`[\hat w_k, I_d]`.
+
+    Raises:
+        ValueError: for a ``w`` that is not a finite matrix with non-zero rows.
+    """
+    check_matrix("w", w)
+    norms = w.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError("w must have non-zero rows")
+    d = w.shape[1]
+    eye = torch.eye(d, dtype=w.dtype, device=w.device).expand(w.shape[0], d, d)
+    q, _ = torch.linalg.qr(torch.cat([(w / norms)[:, :, None], eye], 2))
+    return q[:, :, 1:d]
+
+
+def _tangent_basis(w_hat: torch.Tensor) -> torch.Tensor:
+    return tangent_bases(w_hat[None])[0]
 
 
 def eigengap(a: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
-    r"""Rayleigh quotient :math:`\lambda_* = w^\top A w` and eigengap at a critical point ``w``.
+    r"""Rayleigh quotient :math:`\lambda_* = \hat w^\top A\hat w` and eigengap at a critical point.
 
-    :math:`\lambda_{\rm gap}(w) = \lambda_* - \lambda_{\max}(A|_{w^\perp})`: at an eigenvector
-    ``w`` of a symmetric ``A`` this is :math:`\lambda_*` minus the largest *other* eigenvalue
-    (the book's definition; negative when ``w`` is not the top eigenvector).
+    :math:`\lambda_{\rm gap}(w) = \lambda_* - \lambda_{\max}(E^\top\operatorname{sym}(A)E)`, with
+    :math:`E` an orthonormal basis of :math:`w^\perp`: at an eigenvector ``w`` of a symmetric ``A``
+    this is :math:`\lambda_*` minus the largest *other* eigenvalue (the book's definition, chapter
+    ``04_alpha_cl``; negative when ``w`` is not the top eigenvector).
 
     Args:
-        a: ``(d, d)`` symmetric; w: ``(d,)`` (normalised here).
+        a: ``(d, d)``; w: ``(d,)`` (normalised here).
 
     Returns:
         ``(lambda_star, lambda_gap)`` as floats.
+
+    Raises:
+        ValueError: for a non-square or non-finite ``a``, or a zero or mis-shaped ``w``.
     """
     check_matrix("a", a)
     _check_weight("w", w, a.shape[0])
     w_hat = w / w.norm()
-    basis = tangent_basis(w_hat)
+    basis = _tangent_basis(w_hat)
     lam = float(w_hat @ a @ w_hat)
     others = torch.linalg.eigvalsh(basis.T @ (0.5 * (a + a.T)) @ basis)
     return lam, lam - float(others.max())
 
 
-def local_roughness(
-    matrix_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, step: float = 1e-5
-) -> tuple[float, torch.Tensor]:
-    r"""Numerical local roughness :math:`\rho(w)` from its definition (seed 003), on the unit sphere:
+def local_roughness_batch(
+    matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, step: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Local roughness :math:`\rho(w)` (Tian 2023, poster of seed 003) at each row of ``w``.
 
-    .. math:: \|(A(v)-A(w))w\|_2 \le \rho(w)\,\|v-w\|_2 + O(\|v-w\|_2^2)\quad(\|v\|=1,\ v\to w).
-
-    The smallest such :math:`\rho` is the operator norm of the derivative :math:`B` of
-    :math:`v\mapsto A(v)w` along the sphere. :math:`B` is built column by column with central
-    differences :math:`(A(v_+)-A(v_-))w/(2\delta)`, :math:`v_\pm = (w\pm\delta e_k)/\|w\pm\delta e_k\|`,
-    over an orthonormal basis :math:`e_k` of :math:`w^\perp` (truncation error :math:`O(\delta^2)`).
+    :math:`\rho(w)` is the smallest constant with
+    :math:`\|(A(v)-A(w))w\|_2 \le \rho(w)\|v-w\|_2 + O(\|v-w\|_2^2)` for unit :math:`v\to w`, i.e.
+    the operator norm of the derivative :math:`B` of :math:`v\mapsto A(v)w` along the sphere.
+    Column :math:`j` of :math:`B` is the central difference
+    :math:`\big(A(v_+)-A(v_-)\big)w/(2\delta)`, :math:`v_\pm = (w\pm\delta e_j)/\|w\pm\delta e_j\|`,
+    over the tangent basis :math:`e_j` of :func:`tangent_bases` (truncation error
+    :math:`O(\delta^2)`, round-off :math:`O(\epsilon_{\rm mach}/\delta)`); all :math:`2K(d-1)`
+    matrices in one call of ``matrices_fn``.
 
     Args:
-        matrix_fn: ``v -> A(v)``, ``(d,) -> (d, d)``.
-        w: ``(d,)`` point (normalised here).
+        matrices_fn: ``(M, d) -> (M, d, d)``, the matrices :math:`A(v_m)` of unit rows ``v``.
+        w: ``(K, d)`` points (normalised here).
         step: :math:`\delta>0`.
 
     Returns:
-        ``(rho, B)`` with ``B`` of shape ``(d, d-1)`` (columns along the tangent basis).
+        ``(rho, B)``: ``(K,)`` and ``(K, d, d-1)`` (columns along :func:`tangent_bases`).
 
     Raises:
         ValueError: for a bad ``w`` or ``step <= 0``.
     """
-    check_shape("w", w, (None,))
-    _check_weight("w", w, w.shape[0])
+    check_matrix("w", w)
     step = check_positive("step", step)
-    w_hat = w / w.norm()
-    basis = tangent_basis(w_hat)
-    columns = []
-    for k in range(basis.shape[1]):
-        v_plus = w_hat + step * basis[:, k]
-        v_minus = w_hat - step * basis[:, k]
-        a_plus = matrix_fn(v_plus / v_plus.norm())
-        a_minus = matrix_fn(v_minus / v_minus.norm())
-        columns.append((a_plus - a_minus) @ w_hat / (2 * step))
-    b = torch.stack(columns, dim=1)
-    return float(torch.linalg.matrix_norm(b, ord=2)), b
+    basis = tangent_bases(w)  # (K, d, d-1); validates the rows
+    w_hat = w / w.norm(dim=1, keepdim=True)
+    k, d = w_hat.shape
+    shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
+    v = torch.cat([w_hat[:, None, :] + shifts, w_hat[:, None, :] - shifts], 1).reshape(-1, d)
+    a = matrices_fn(v / v.norm(dim=1, keepdim=True)).reshape(k, 2, d - 1, d, d)
+    b = torch.einsum("kcij,kj->kic", a[:, 0] - a[:, 1], w_hat) / (2 * step)
+    return torch.linalg.matrix_norm(b, ord=2), b
 
 
 def alpha_cl_dynamics(
-    matrix_fn: Callable[[torch.Tensor], torch.Tensor],
+    matrices_fn: Callable[[torch.Tensor], torch.Tensor],
     w0: torch.Tensor,
     lr: float,
     steps: int,
 ) -> torch.Tensor:
-    r"""α-CL dynamics of one-layer nodes on the unit sphere (seed 003 update with sg(α)):
+    r"""α-CL dynamics of one-layer nodes on the unit sphere (the seed-003 update with sg(α)):
 
     .. math:: w \leftarrow \frac{w + \eta\,(I-ww^\top)A(w)w}{\|w + \eta\,(I-ww^\top)A(w)w\|},
 
-    projected gradient ascent of :math:`\tfrac12 w^\top A(w)w` (α frozen inside each step, as
-    :math:`\nabla_w\tfrac12\mathbb C_{\mathrm{sg}(\alpha)}[h(w^\top x)] = A(w)w`).
-    Near a critical point the step multiplies tangent errors by :math:`1+\eta(\lambda_j-\lambda_*)`,
-    so :math:`\eta(\lambda_*-\lambda_{\min}) < 2` is needed for the iteration to settle.
+    projected gradient ascent of :math:`\tfrac12 w^\top A(w)w` with α frozen inside each step
+    (:math:`\nabla_w\tfrac12\mathbb C_{\mathrm{sg}(\alpha)}[h(w^\top x)] = A(w)w`). Near a critical
+    point the step multiplies tangent errors by :math:`1+\eta(\lambda_j-\lambda_*)`, so
+    :math:`\eta(\lambda_*-\lambda_{\min}) < 2` is needed for the iteration to settle.
 
     Args:
-        matrix_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)` of a batch of nodes.
+        matrices_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)` of a batch of nodes.
         w0: ``(K, d)`` starting points (normalised here); lr: :math:`\eta>0`; steps: ``>= 1``.
 
     Returns:
@@ -451,102 +466,80 @@ def alpha_cl_dynamics(
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     w = w0 / w0.norm(dim=1, keepdim=True)
     for _ in range(steps):
-        grad = torch.einsum("kij,kj->ki", matrix_fn(w), w)
-        grad = grad - (grad * w).sum(1, keepdim=True) * w
-        w = w + lr * grad
+        w = w + lr * _sphere_flow(matrices_fn, w)
         w = w / w.norm(dim=1, keepdim=True)
     return w
 
 
-def tangent_bases(w: torch.Tensor) -> torch.Tensor:
-    r"""Orthonormal bases ``(K, d, d-1)`` of the tangent spaces :math:`w_k^\perp`, one per row of ``w``.
-
-    Row ``k`` gives the same basis as :func:`tangent_basis` of ``w[k]``.
-    """
-    check_matrix("w", w)
-    norms = w.norm(dim=1, keepdim=True)
-    if bool((norms == 0).any()):
-        raise ValueError("w must have non-zero rows")
-    d = w.shape[1]
-    eye = torch.eye(d, dtype=w.dtype, device=w.device).expand(w.shape[0], d, d)
-    q, _ = torch.linalg.qr(torch.cat([(w / norms)[:, :, None], eye], 2))
-    return q[:, :, 1:d]
-
-
-def sphere_flow(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
-    r"""The α-CL flow on the unit sphere, :math:`F(w) = (I-\hat w\hat w^\top)A(\hat w)\hat w`, :math:`\hat w=w/\|w\|`.
-
-    Its zeros are the critical points :math:`A(w_*)w_*=\lambda_*w_*`; :func:`alpha_cl_dynamics` is its
-    Euler discretisation followed by renormalisation. Differentiable in ``w``.
-
-    Args:
-        matrices_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)`; w: ``(K, d)``.
-
-    Returns:
-        ``(K, d)``.
-    """
-    check_matrix("w", w)
+def _sphere_flow(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    r"""The α-CL flow :math:`F(w) = (I-\hat w\hat w^\top)A(\hat w)\hat w`, :math:`\hat w=w/\|w\|`,
+    ``(K, d) -> (K, d)``; differentiable in ``w``. Its zeros are the critical points
+    :math:`A(w_*)w_*=\lambda_*w_*`."""
     w_hat = w / w.norm(dim=1, keepdim=True)
     g = torch.einsum("kij,kj->ki", matrices_fn(w_hat), w_hat)
     return g - (g * w_hat).sum(1, keepdim=True) * w_hat
 
 
 def flow_jacobian(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
-    r"""Jacobian of :func:`sphere_flow` in tangent coordinates, by automatic differentiation.
-
-    :math:`E_k^\top\,\partial F/\partial w\,(w_k)\,E_k` with :math:`E_k` = :func:`tangent_bases`;
-    at a critical point its eigenvalues decide linear stability (all real parts < 0: stable).
-    The rows of ``w`` are independent, so one reverse pass per output coordinate serves the batch.
+    r"""Jacobian of the α-CL flow :math:`F(w)=(I-\hat w\hat w^\top)A(\hat w)\hat w` in tangent
+    coordinates, :math:`E_k^\top\,\partial F/\partial w\,(w_k)\,E_k` (:math:`E_k` =
+    :func:`tangent_bases`), by ``torch.autograd.functional.jacobian`` (the rows of ``w`` are
+    independent, so the Jacobian of :math:`\sum_k F(w_k)` holds every row's). At a critical
+    point its eigenvalues decide linear stability (all real parts < 0: stable).
 
     Args:
-        matrices_fn: ``(K, d) -> (K, d, d)``; w: ``(K, d)`` (normalised here).
+        matrices_fn: ``(K, d) -> (K, d, d)``, differentiable; w: ``(K, d)`` (normalised here).
 
     Returns:
         ``(K, d-1, d-1)``.
+
+    Raises:
+        ValueError: for a ``w`` that is not a finite matrix with non-zero rows.
     """
-    check_matrix("w", w)
+    basis = tangent_bases(w)
     w_hat = (w / w.norm(dim=1, keepdim=True)).detach()
-    jac = torch.autograd.functional.jacobian(lambda v: sphere_flow(matrices_fn, v).sum(0), w_hat)  # (d, K, d)
-    jac = jac.permute(1, 0, 2)
-    basis = tangent_bases(w_hat)
-    return basis.transpose(1, 2) @ jac @ basis
+    jac = torch.autograd.functional.jacobian(
+        lambda v: _sphere_flow(matrices_fn, v).sum(0), w_hat, vectorize=True)  # (d, K, d)
+    return basis.transpose(1, 2) @ jac.permute(1, 0, 2) @ basis
 
 
 def _flow_jacobian_differences(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor,
                                 basis: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
-    r""":func:`flow_jacobian` by central differences along the tangent basis, in one call of ``matrices_fn``.
-
-    Column :math:`j` is :math:`E^\top\big(F(w+hE_j)-F(w-hE_j)\big)/2h` (error :math:`O(h^2)` plus
-    round-off :math:`O(\epsilon/h)`, about :math:`10^{-10}` relative): enough for the Newton steps of
-    :func:`find_critical_points`, whose convergence is checked on :math:`\|F\|` itself, and one batched
-    evaluation instead of :math:`d` reverse passes of autograd.
-    """
+    r""":func:`flow_jacobian` by central differences along the tangent basis ``(K, d, d-1)``:
+    column :math:`j` is :math:`E^\top\big(F(w+hE_j)-F(w-hE_j)\big)/2h` (error :math:`O(h^2)` plus
+    round-off :math:`O(\epsilon_{\rm mach}/h)`, about :math:`10^{-10}` relative), all in one
+    call of ``matrices_fn``."""
     k, d = w.shape
     shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
     v = torch.cat([w[:, None, :] + shifts, w[:, None, :] - shifts], 1).reshape(-1, d)
-    f = sphere_flow(matrices_fn, v).reshape(k, 2, d - 1, d)
+    f = _sphere_flow(matrices_fn, v).reshape(k, 2, d - 1, d)
     return basis.transpose(1, 2) @ ((f[:, 0] - f[:, 1]) / (2 * step)).transpose(1, 2)
 
 
 def linearised_flow_matrix(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    r"""The book's linearisation of the α-CL flow at a critical point (Lemma ``lem-linearised-flow``):
+    r"""The book's linearisation of the α-CL flow at a critical point (Lemma ``lem-linearised-flow``
+    of chapter ``04_alpha_cl``):
 
     .. math:: J = E^\top A(w_*)E + E^\top B_E - \lambda_* I,\qquad \lambda_* = w_*^\top A(w_*)w_*,
 
-    with :math:`E` = :func:`tangent_basis` of ``w`` and :math:`B_E` the derivative of
-    :math:`v\mapsto A(v)w_*` along :math:`E` (the ``B`` returned by :func:`local_roughness`).
+    with :math:`E` the tangent basis of :func:`tangent_bases` at ``w`` and :math:`B_E` the
+    derivative of :math:`v\mapsto A(v)w_*` along :math:`E` (the ``B`` of
+    :func:`local_roughness_batch`).
 
     Args:
-        a: ``(d, d)``; b: ``(d, d-1)``; w: ``(d,)``.
+        a: ``(d, d)``; b: ``(d, d-1)``; w: ``(d,)`` (normalised here).
 
     Returns:
         ``(d-1, d-1)``.
+
+    Raises:
+        ValueError: for shapes that do not match, non-finite entries or a zero ``w``.
     """
     check_matrix("a", a)
     _check_weight("w", w, a.shape[0])
     check_shape("b", b, (a.shape[0], a.shape[0] - 1))
     w_hat = w / w.norm()
-    basis = tangent_basis(w_hat)
+    basis = _tangent_basis(w_hat)
     lam = w_hat @ a @ w_hat
     eye = torch.eye(a.shape[0] - 1, dtype=a.dtype, device=a.device)
     return basis.T @ a @ basis + basis.T @ b - lam * eye
@@ -561,19 +554,21 @@ def find_critical_points(
     max_step: float = 0.3,
     merge: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Critical points of the α-CL flow on the sphere by Newton's method, without the dynamics.
+    r"""Zeros of the α-CL flow :math:`F(w)=(I-ww^\top)A(w)w` on the unit sphere by Newton's method.
 
-    From each start, damped Newton steps on :math:`F(w)=0` (:func:`sphere_flow`) in tangent
-    coordinates, :math:`\xi = -J_E^{+}E^\top F(w)`, :math:`w\leftarrow(w+E\xi)/\|\cdot\|`, with
-    :math:`J_E` the tangent Jacobian of :func:`flow_jacobian` taken by central differences (one
-    batched call of ``matrices_fn``; autograd's :math:`d` reverse passes cost 5-10x more here and
-    stay free as the independent route to :math:`J_E` at the points found) and step length capped
-    at ``max_step``. Newton converges to
-    maxima, saddles and minima alike. Converged points (``|F| < tol``) are deduplicated
-    (distance below ``merge``).
+    From each start, Newton steps in tangent coordinates,
+    :math:`\xi = -J_E^{+}E^\top F(w)`, :math:`w\leftarrow(w+E\xi)/\|w+E\xi\|`, with :math:`E` =
+    :func:`tangent_bases`, :math:`J_E` the tangent Jacobian of :math:`F` by central differences
+    (step :math:`10^{-6}`) and :math:`\|\xi\|` capped at ``max_step``. (For Gaussian α the
+    flow is not a gradient field, so this is root finding, not minimisation.) Newton converges to
+    maxima, saddles and minima alike. Starts whose residual :math:`\|F\|` ends below ``tol``
+    are kept, and points closer than ``merge`` to one kept earlier are dropped.
 
     Args:
-        matrices_fn: ``(K, d) -> (K, d, d)``; starts: ``(K, d)``; tol, max_iter, max_step, merge: as above.
+        matrices_fn: ``(K, d) -> (K, d, d)``, the matrices :math:`A(w_k)` of unit rows.
+        starts: ``(K, d)`` starting points (normalised here).
+        tol: residual below which a point counts as critical; max_iter: Newton steps at most;
+        max_step: cap on :math:`\|\xi\|`; merge: distance below which two points are one.
 
     Returns:
         ``(points, residuals)``: ``(M, d)`` unit vectors and their :math:`\|F\|`, ``(M,)``.
@@ -586,7 +581,7 @@ def find_critical_points(
     w = (starts / starts.norm(dim=1, keepdim=True)).detach()
     active = torch.arange(w.shape[0], device=w.device)
     for _ in range(max_iter):
-        f = sphere_flow(matrices_fn, w[active]).detach()
+        f = _sphere_flow(matrices_fn, w[active]).detach()
         moving = f.norm(dim=1) >= tol
         active, f = active[moving], f[moving]  # converged points stop; the rest keep iterating
         if active.numel() == 0:
@@ -600,7 +595,7 @@ def find_critical_points(
         xi = xi * torch.clamp(max_step / length.clamp_min(1e-300), max=1.0)
         v = v + (basis @ xi[:, :, None])[:, :, 0]
         w[active] = v / v.norm(dim=1, keepdim=True)
-    res = sphere_flow(matrices_fn, w).detach().norm(dim=1)
+    res = _sphere_flow(matrices_fn, w).detach().norm(dim=1)
     keep = torch.nonzero(res < tol).flatten().tolist()
     points: list[torch.Tensor] = []
     residuals: list[torch.Tensor] = []
@@ -611,26 +606,6 @@ def find_critical_points(
     if not points:
         return w.new_zeros(0, w.shape[1]), w.new_zeros(0)
     return torch.stack(points), torch.stack(residuals)
-
-
-def local_roughness_batch(
-    matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, step: float = 1e-5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r""":func:`local_roughness` at each row of ``w`` ``(K, d)`` with one call of the batched ``matrices_fn``.
-
-    Returns:
-        ``(rho, B)``: ``(K,)`` and ``(K, d, d-1)`` (columns along :func:`tangent_bases`).
-    """
-    check_matrix("w", w)
-    step = check_positive("step", step)
-    w_hat = w / w.norm(dim=1, keepdim=True)
-    k, d = w_hat.shape
-    basis = tangent_bases(w_hat)  # (K, d, d-1)
-    shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
-    v = torch.cat([w_hat[:, None, :] + shifts, w_hat[:, None, :] - shifts], 1).reshape(-1, d)
-    a = matrices_fn(v / v.norm(dim=1, keepdim=True)).reshape(k, 2, d - 1, d, d)
-    b = torch.einsum("kcij,kj->kic", a[:, 0] - a[:, 1], w_hat) / (2 * step)
-    return torch.linalg.matrix_norm(b, ord=2), b
 
 
 def _std_normal_pdf(a: torch.Tensor) -> torch.Tensor:
@@ -709,22 +684,51 @@ class LatentPatternModel:
             raise ValueError("w must have non-zero rows")
         return w / norms
 
-    def gated_moments(self, w: torch.Tensor, activation: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Conditional mean ``(G, d)`` and covariance ``(G, d, d)`` of :math:`\tilde x^w` given the pattern.
+    def gated_means(self, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+        r"""Conditional means :math:`m_k(w)=\mathbb E[\tilde x^w\mid k]` of the gated views (Lemma
+        ``lem-population-a`` of chapter ``04_alpha_cl``): ReLU
+        :math:`m_k = \Phi(a_k)\mu_k + \sigma\varphi(a_k)\hat w`, :math:`a_k = \hat w^\top\mu_k/\sigma`;
+        linear :math:`m_k=\mu_k`.
 
-        ``w`` may also hold ``K`` rows ``(K, d)``: the moments at each, ``(K, G, d)`` and ``(K, G, d, d)``.
+        Args:
+            w: ``(d,)`` or ``K`` rows ``(K, d)`` (normalised here); activation: ``"linear"``/``"relu"``.
+
+        Returns:
+            ``(G, d)``, or ``(K, G, d)``.
+
+        Raises:
+            ValueError: for a zero, non-finite or mis-shaped ``w``, or an unknown activation.
         """
         _check_activation(activation)
         w = self._units(w)
         mu, s = self.patterns, self.sigma
+        if activation == "linear":
+            return mu.expand(*w.shape[:-1], *mu.shape).clone()
+        a = w @ mu.T / s  # (..., G)
+        return torch.special.ndtr(a)[..., None] * mu + s * _std_normal_pdf(a)[..., None] * w[..., None, :]
+
+    def gated_moments(self, w: torch.Tensor, activation: str = "relu") -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Conditional mean :math:`m_k` (:meth:`gated_means`) and covariance of :math:`\tilde x^w`
+        given the pattern: ReLU
+
+        .. math::
+            S_k = \Phi(a_k)(\mu_k\mu_k^\top+\sigma^2 I) + \sigma\varphi(a_k)(\mu_k\hat w^\top
+                  + \hat w\mu_k^\top) - \sigma^2 a_k\varphi(a_k)\hat w\hat w^\top - m_k m_k^\top,
+
+        linear :math:`S_k=\sigma^2 I`. Arguments and errors as :meth:`gated_means`.
+
+        Returns:
+            ``(m, S)``: ``(G, d)`` and ``(G, d, d)``, or ``(K, G, d)`` and ``(K, G, d, d)``.
+        """
+        m = self.gated_means(w, activation)
+        w = self._units(w)
+        mu, s = self.patterns, self.sigma
         eye = torch.eye(self.dim, dtype=mu.dtype, device=mu.device)
         if activation == "linear":
-            shape = (*w.shape[:-1], *mu.shape)
-            return mu.expand(shape).clone(), (s * s) * eye.expand(*shape, self.dim).clone()
+            return m, (s * s) * eye.expand(*m.shape, self.dim).clone()
         a = w @ mu.T / s  # (..., G)
         cdf, pdf = torch.special.ndtr(a), _std_normal_pdf(a)
         w_row = w[..., None, :]  # (..., 1, d)
-        m = cdf[..., None] * mu + s * pdf[..., None] * w_row
         outer_mu = mu[:, :, None] * mu[:, None, :]
         cross = mu[:, :, None] * w_row[..., None, :] + w_row[..., :, None] * mu[:, None, :]
         outer_w = (w[..., :, None] * w[..., None, :])[..., None, :, :]
@@ -733,9 +737,17 @@ class LatentPatternModel:
         return m, second - m[..., :, None] * m[..., None, :]
 
     def kernel(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
-        r"""Pattern kernel ``(G, G)``: ones (uniform α, ``tau=None``) or the Gaussian α on :math:`x_0=\mu_k`.
+        r"""Pattern kernel :math:`\kappa_{kl}(w)`: ones (uniform α, ``tau=None``) or the Gaussian α on
+        :math:`x_0=\mu_k`, :math:`\exp\big(-(h(\hat w^\top\mu_k)-h(\hat w^\top\mu_l))^2/2\tau\big)`.
 
-        ``w`` may also hold ``K`` rows: ``(K, G, G)``.
+        Args:
+            w: ``(d,)`` or ``(K, d)``; activation: ``"linear"``/``"relu"``; tau: ``None`` or :math:`\tau>0`.
+
+        Returns:
+            ``(G, G)``, or ``(K, G, G)``.
+
+        Raises:
+            ValueError: for a bad ``w``, activation or ``tau``.
         """
         _check_activation(activation)
         w = self._units(w)
@@ -747,37 +759,23 @@ class LatentPatternModel:
         return torch.exp(-(f[..., :, None] - f[..., None, :]).pow(2) / (2 * tau))
 
     def population_matrix(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
-        r"""Population :math:`A(w)=\tfrac12\sum_{kl}p_kp_l\kappa_{kl}(m_k-m_l)(m_k-m_l)^\top`, ``(d, d)``."""
-        m, _ = self.gated_moments(w, activation)
-        weights = self.probs[:, None] * self.probs[None, :] * self.kernel(w, activation, tau)
-        diff = m[:, None, :] - m[None, :, :]
-        return 0.5 * torch.einsum("kl,kli,klj->ij", weights, diff, diff)
+        r"""Population :math:`A(w)=\tfrac12\sum_{k,l}p_kp_l\kappa_{kl}(w)(m_k-m_l)(m_k-m_l)^\top`
+        (Lemma ``lem-population-a`` of chapter ``04_alpha_cl``), :math:`m_k` = :meth:`gated_means`,
+        :math:`\kappa` = :meth:`kernel`.
 
-    def population_matrices(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
-        """:meth:`population_matrix` of each row of ``w`` (``(K, d)``, rows normalised), stacked ``(K, d, d)``."""
-        _check_activation(activation)
-        check_shape("w", w, (None, self.dim))
-        check_finite("w", w)
-        norms = w.norm(dim=1, keepdim=True)
-        if bool((norms == 0).any()):
-            raise ValueError("w must have non-zero rows")
-        w = w / norms
-        mu, s = self.patterns, self.sigma
-        pre = w @ mu.T  # (K, G)
-        if activation == "linear":
-            m = mu.expand(w.shape[0], -1, -1)
-        else:
-            a = pre / s
-            m = torch.special.ndtr(a)[..., None] * mu + s * _std_normal_pdf(a)[..., None] * w[:, None, :]
-        weights = self.probs[:, None] * self.probs[None, :]
-        if tau is not None:
-            tau = check_positive("tau", tau)
-            f = _activation(activation, pre)
-            weights = weights * torch.exp(-(f[:, :, None] - f[:, None, :]).pow(2) / (2 * tau))
-        else:
-            weights = weights.expand(w.shape[0], -1, -1)
-        diff = m[:, :, None, :] - m[:, None, :, :]
-        return 0.5 * torch.einsum("bkl,bkli,bklj->bij", weights, diff, diff)
+        Args:
+            w: ``(d,)`` or ``K`` rows ``(K, d)`` (normalised here); activation; tau: as :meth:`kernel`.
+
+        Returns:
+            ``(d, d)``, or ``(K, d, d)``.
+
+        Raises:
+            ValueError: for a bad ``w``, activation or ``tau``.
+        """
+        m = self.gated_means(w, activation)
+        weights = self.probs[:, None] * self.probs[None, :] * self.kernel(w, activation, tau)
+        diff = m[..., :, None, :] - m[..., None, :, :]
+        return 0.5 * torch.einsum("...kl,...kli,...klj->...ij", weights, diff, diff)
 
     def expected_empirical_matrix(
         self, w: torch.Tensor, n: int, activation: str = "relu", tau: float | None = None
@@ -786,31 +784,48 @@ class LatentPatternModel:
 
         .. math:: \mathbb E[\hat A_N(w)] = (1-\tfrac1N)A(w) - \tfrac1N\sum_k p_k S_k(w)
 
-        (the :math:`i=j` terms keep their negative second part; see chapter ``04_alpha_cl``).
+        (the :math:`i=j` terms keep their negative second part; Lemma ``lem-population-a``).
+
+        Args:
+            w: ``(d,)``; n: :math:`N\ge1`; activation, tau: as :meth:`population_matrix`.
+
+        Returns:
+            ``(d, d)``.
+
+        Raises:
+            ValueError: for ``n < 1`` and as :meth:`population_matrix`.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        _, cov = self.gated_moments(w, activation)
+        _, cov = self.gated_moments(self._unit(w), activation)
         within = torch.einsum("k,kij->ij", self.probs, cov)
         return (1 - 1 / n) * self.population_matrix(w, activation, tau) - within / n
 
-    def roughness_bound_terms_batch(
+    def roughness_bound_terms(
         self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
     ) -> torch.Tensor:
-        r"""The two parts of :meth:`roughness_bound` at each row of ``w`` (``(K, d)`` or ``(d,)``):
-        ``(K, 2)`` (or ``(2,)``), the gate term and the kernel (:math:`\tau`) term,
+        r"""The two parts of :meth:`roughness_bound`, the gate term and the kernel (:math:`\tau`) term,
 
         .. math::
             R_{\rm gate} = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\gamma_k,\qquad
             R_\tau = \sum_{k,l}p_kp_l\kappa_{kl}|c_{kl}|\frac{|\Delta_{kl}|}{2\tau}
                 \|P(h'_k\mu_k-h'_l\mu_l)\|\,\|m_k-m_l\|
 
-        (:math:`R_\tau = 0` for uniform α), in one vectorised pass over the rows.
+        (:math:`R_\tau = 0` for uniform α).
+
+        Args:
+            w: ``(d,)`` or ``(K, d)``; activation, tau: as :meth:`population_matrix`.
+
+        Returns:
+            ``(2,)``, or ``(K, 2)``: ``[..., 0]`` the gate term, ``[..., 1]`` the kernel term.
+
+        Raises:
+            ValueError: as :meth:`population_matrix`.
         """
         _check_activation(activation)
         w = self._units(w)
         mu, s = self.patterns, self.sigma
-        m, _ = self.gated_moments(w, activation)  # (..., G, d)
+        m = self.gated_means(w, activation)  # (..., G, d)
         pre = w @ mu.T  # (..., G)
         proj = mu - pre[..., None] * w[..., None, :]
         if activation == "linear":
@@ -830,20 +845,7 @@ class LatentPatternModel:
         kernel = (weights * c * delta / (2 * tau) * dk * diff.norm(dim=-1)).sum(dim=(-1, -2))
         return torch.stack([gate, kernel], dim=-1)
 
-    def roughness_bound_terms(
-        self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
-    ) -> tuple[float, float]:
-        r"""The two parts of :meth:`roughness_bound` at one ``w`` ``(d,)``: the gate term and the kernel
-        (:math:`\tau`) term, as floats (:meth:`roughness_bound_terms_batch`)."""
-        gate, kernel = self.roughness_bound_terms_batch(self._unit(w), activation, tau).tolist()
-        return gate, kernel
-
-    def roughness_bound_batch(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None
-                              ) -> torch.Tensor:
-        r""":meth:`roughness_bound` at each row of ``w`` ``(K, d)`` (or ``(d,)``), one vectorised pass: ``(K,)``."""
-        return self.roughness_bound_terms_batch(w, activation, tau).sum(dim=-1)
-
-    def roughness_bound(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> float:
+    def roughness_bound(self, w: torch.Tensor, activation: str = "relu", tau: float | None = None) -> torch.Tensor:
         r"""The book's upper bound on :math:`\rho(w)` (Lemma ``lem-rho-bound`` of chapter ``04_alpha_cl``).
 
         With :math:`c_{kl}=(m_k-m_l)^\top w`, :math:`P = I-ww^\top`, and for ReLU
@@ -856,6 +858,14 @@ class LatentPatternModel:
 
         :math:`\Delta_{kl}=h(w^\top\mu_k)-h(w^\top\mu_l)`, :math:`h'_k = h'(w^\top\mu_k)`; the
         bracket's second term is absent for uniform α. Valid where no :math:`w^\top\mu_k` is 0 (ReLU).
-        :meth:`roughness_bound_batch` at one ``w`` ``(d,)``, as a float.
+
+        Args:
+            w: ``(d,)`` or ``(K, d)``; activation, tau: as :meth:`population_matrix`.
+
+        Returns:
+            A scalar tensor, or ``(K,)``: the sum of :meth:`roughness_bound_terms`.
+
+        Raises:
+            ValueError: as :meth:`population_matrix`.
         """
-        return float(self.roughness_bound_batch(self._unit(w), activation, tau))
+        return self.roughness_bound_terms(w, activation, tau).sum(dim=-1)

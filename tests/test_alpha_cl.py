@@ -144,7 +144,7 @@ def test_gated_moments_match_monte_carlo(activation: str):
     n = 200_000
     for k in range(3):
         x = model.patterns[k] + model.sigma * torch.randn(n, 4, dtype=DTYPE, generator=gen)
-        g = clkit.gated_data(x, w, activation)
+        g = x if activation == "linear" else x * (x @ w > 0).to(DTYPE)[:, None]
         se_mean = g.std(0) / math.sqrt(n)
         assert torch.all((g.mean(0) - m[k]).abs() <= 5 * se_mean + 1e-12)
         cov = torch.cov(g.T)
@@ -168,11 +168,17 @@ def test_expected_empirical_matrix_matches_monte_carlo(tau: float | None):
 
 
 @pytest.mark.parametrize(("activation", "tau"), [("linear", None), ("relu", None), ("relu", 0.7), ("linear", 2.0)])
-def test_population_matrices_batched_equals_one_at_a_time(activation: str, tau: float | None):
+def test_population_matrix_batched_equals_the_pair_sum_one_row_at_a_time(activation: str, tau: float | None):
     model = _pattern_model()
     w = torch.randn(5, 4, dtype=DTYPE, generator=_gen(10))
-    stacked = torch.stack([model.population_matrix(row, activation, tau) for row in w])
-    torch.testing.assert_close(model.population_matrices(w, activation, tau), stacked, rtol=1e-12, atol=1e-14)
+    p = model.probs
+    for k, row in enumerate(w):
+        m, _ = model.gated_moments(row, activation)
+        kappa = model.kernel(row, activation, tau)
+        loop = sum(0.5 * p[a] * p[b] * kappa[a, b] * torch.outer(m[a] - m[b], m[a] - m[b])
+                   for a in range(3) for b in range(3))
+        torch.testing.assert_close(model.population_matrix(w, activation, tau)[k], loop, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(model.population_matrix(row, activation, tau), loop, rtol=1e-12, atol=1e-14)
 
 
 def _analytic_b(model: clkit.LatentPatternModel, w: torch.Tensor, tau: float | None) -> np.ndarray:
@@ -211,21 +217,25 @@ def _analytic_b(model: clkit.LatentPatternModel, w: torch.Tensor, tau: float | N
 def test_local_roughness_matches_closed_form_derivative(tau: float | None):
     model = _pattern_model()
     w = _random_unit(4, _gen(11))
-    rho, b = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w, step=1e-5)
-    basis = clkit.tangent_basis(w).numpy()
+    rho, b = clkit.local_roughness_batch(lambda v: model.population_matrix(v, "relu", tau), w[None], step=1e-5)
+    basis = clkit.tangent_bases(w[None])[0].numpy()
     b_exact = _analytic_b(model, w, tau) @ basis
-    np.testing.assert_allclose(b.numpy(), b_exact, atol=1e-9)
-    assert rho == pytest.approx(np.linalg.norm(b_exact, 2), rel=1e-8)
+    np.testing.assert_allclose(b[0].numpy(), b_exact, atol=1e-9)
+    assert float(rho[0]) == pytest.approx(np.linalg.norm(b_exact, 2), rel=1e-8)
 
 
-def test_local_roughness_batch_equals_one_point_at_a_time():
+@pytest.mark.parametrize("tau", [None, 0.7])
+def test_local_roughness_batch_matches_the_autograd_jacobian(tau: float | None):
+    # the library route the central differences replace: torch.autograd.functional.jacobian
     model = _pattern_model()
     w = torch.randn(4, 4, dtype=DTYPE, generator=_gen(21))
-    rho, b = clkit.local_roughness_batch(lambda v: model.population_matrices(v, "relu", 0.7), w)
+    w = w / w.norm(dim=1, keepdim=True)
+    rho, b = clkit.local_roughness_batch(lambda v: model.population_matrix(v, "relu", tau), w)
     for k in range(4):
-        rho_k, b_k = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", 0.7), w[k])
-        assert float(rho[k]) == pytest.approx(rho_k, rel=1e-9)
-        torch.testing.assert_close(b[k], b_k, rtol=1e-7, atol=1e-10)
+        jac = torch.autograd.functional.jacobian(lambda v: model.population_matrix(v / v.norm(), "relu", tau) @ w[k], w[k])
+        b_autograd = jac @ clkit.tangent_bases(w[k][None])[0]
+        torch.testing.assert_close(b[k], b_autograd, rtol=0, atol=1e-9)
+        assert float(rho[k]) == pytest.approx(float(torch.linalg.matrix_norm(b_autograd, ord=2)), rel=1e-8)
 
 
 def _own_flow_jacobian(model: clkit.LatentPatternModel, w: torch.Tensor, tau: float | None) -> torch.Tensor:
@@ -237,7 +247,7 @@ def _own_flow_jacobian(model: clkit.LatentPatternModel, w: torch.Tensor, tau: fl
         return g - (g @ v) * v
 
     jac = torch.autograd.functional.jacobian(flow, w)
-    basis = clkit.tangent_basis(w)
+    basis = clkit.tangent_bases(w[None])[0]
     return basis.T @ jac @ basis
 
 
@@ -245,21 +255,21 @@ def _own_flow_jacobian(model: clkit.LatentPatternModel, w: torch.Tensor, tau: fl
 def test_linearised_flow_matrix_matches_autograd_jacobian_of_the_flow(tau: float | None):
     model = _pattern_model()
     starts = torch.randn(12, 4, dtype=DTYPE, generator=_gen(22))
-    points, residuals = clkit.find_critical_points(lambda v: model.population_matrices(v, "relu", tau), starts)
+    points, residuals = clkit.find_critical_points(lambda v: model.population_matrix(v, "relu", tau), starts)
     assert len(points) >= 3
     for w in points:
         a = model.population_matrix(w, "relu", tau)
-        _, b = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w)
-        j_book = clkit.linearised_flow_matrix(a, b, w)
+        _, b = clkit.local_roughness_batch(lambda v: model.population_matrix(v, "relu", tau), w[None])
+        j_book = clkit.linearised_flow_matrix(a, b[0], w)
         torch.testing.assert_close(j_book, _own_flow_jacobian(model, w, tau), rtol=0, atol=1e-8)
-        torch.testing.assert_close(clkit.flow_jacobian(lambda v: model.population_matrices(v, "relu", tau), w[None])[0],
+        torch.testing.assert_close(clkit.flow_jacobian(lambda v: model.population_matrix(v, "relu", tau), w[None])[0],
                                    _own_flow_jacobian(model, w, tau), rtol=1e-10, atol=1e-12)
 
 
 def test_find_critical_points_returns_zeros_of_the_flow_including_saddles():
     model = _pattern_model()
     starts = torch.randn(20, 4, dtype=DTYPE, generator=_gen(23))
-    points, residuals = clkit.find_critical_points(lambda v: model.population_matrices(v, "relu", None), starts)
+    points, residuals = clkit.find_critical_points(lambda v: model.population_matrix(v, "relu", None), starts)
     assert len(points) >= 3 and float(residuals.max()) < 1e-11
     unstable = 0
     for w in points:
@@ -307,15 +317,13 @@ def test_info_nce_alpha_from_distances_sympy_and_torch_agree():
     np.testing.assert_allclose(np.array(symbolic.evalf(), dtype=float), numeric.numpy(), rtol=1e-9)
 
 
-def test_tangent_bases_match_tangent_basis_and_bound_terms_sum_to_bound():
+def test_bound_terms_sum_to_bound_and_the_tau_term_is_zero_for_uniform_alpha():
     model = _pattern_model()
     w = torch.randn(3, 4, dtype=DTYPE, generator=_gen(25))
-    bases = clkit.tangent_bases(w)
     for k in range(3):
-        torch.testing.assert_close(bases[k], clkit.tangent_basis(w[k]))
-        gate, kernel = model.roughness_bound_terms(w[k], "relu", 0.9)
-        assert gate + kernel == pytest.approx(model.roughness_bound(w[k], "relu", 0.9), rel=1e-14)
-        assert kernel > 0 and model.roughness_bound_terms(w[k], "relu", None)[1] == 0.0
+        gate, kernel = model.roughness_bound_terms(w[k], "relu", 0.9).tolist()
+        assert gate + kernel == pytest.approx(float(model.roughness_bound(w[k], "relu", 0.9)), rel=1e-14)
+        assert kernel > 0 and float(model.roughness_bound_terms(w[k], "relu", None)[1]) == 0.0
 
 
 @pytest.mark.parametrize("tau", [None, 0.5, 2.0])
@@ -324,16 +332,16 @@ def test_roughness_bound_holds_at_random_points(tau: float | None):
     gen = _gen(12)
     for _ in range(10):
         w = _random_unit(4, gen)
-        rho, _ = clkit.local_roughness(lambda v: model.population_matrix(v, "relu", tau), w)
-        assert rho <= model.roughness_bound(w, "relu", tau) + 1e-9
+        rho, _ = clkit.local_roughness_batch(lambda v: model.population_matrix(v, "relu", tau), w[None])
+        assert float(rho[0]) <= float(model.roughness_bound(w, "relu", tau)) + 1e-9
 
 
 def test_linear_activation_with_uniform_alpha_has_zero_roughness():
     model = _pattern_model()
     w = _random_unit(4, _gen(13))
-    rho, _ = clkit.local_roughness(lambda v: model.population_matrix(v, "linear", None), w)
-    assert rho < 1e-10
-    assert model.roughness_bound(w, "linear", None) == 0.0
+    rho, _ = clkit.local_roughness_batch(lambda v: model.population_matrix(v, "linear", None), w[None])
+    assert float(rho[0]) < 1e-10
+    assert float(model.roughness_bound(w, "linear", None)) == 0.0
 
 
 def test_eigengap_of_a_diagonal_matrix():
@@ -344,17 +352,17 @@ def test_eigengap_of_a_diagonal_matrix():
     assert (lam, gap) == pytest.approx((1.0, -2.0))
 
 
-def test_tangent_basis_is_orthonormal_and_orthogonal_to_w():
-    w = torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=DTYPE)
-    e = clkit.tangent_basis(w)
-    torch.testing.assert_close(e.T @ e, torch.eye(3, dtype=DTYPE))
-    assert float((e.T @ w).abs().max()) < 1e-14
+def test_tangent_bases_are_orthonormal_and_orthogonal_to_w():
+    w = torch.tensor([[1.0, 2.0, -1.0, 0.5], [0.0, 0.0, 3.0, 0.0]], dtype=DTYPE)
+    for k, e in enumerate(clkit.tangent_bases(w)):
+        torch.testing.assert_close(e.T @ e, torch.eye(3, dtype=DTYPE))
+        assert float((e.T @ w[k]).abs().max()) < 1e-14
 
 
 def test_alpha_cl_dynamics_with_linear_activation_reaches_top_eigenvector():
     model = _pattern_model()
     w0 = torch.randn(6, 4, dtype=DTYPE, generator=_gen(14))
-    w = clkit.alpha_cl_dynamics(lambda v: model.population_matrices(v, "linear", None), w0, lr=0.5, steps=500)
+    w = clkit.alpha_cl_dynamics(lambda v: model.population_matrix(v, "linear", None), w0, lr=0.5, steps=500)
     top = torch.linalg.eigh(model.population_matrix(w0[0], "linear", None)).eigenvectors[:, -1]
     assert float((w @ top).abs().min()) > 1 - 1e-9
 
@@ -371,9 +379,9 @@ def test_bad_arguments_raise_value_errors_naming_them():
     x = torch.zeros(3, 4, dtype=DTYPE)
     w = torch.ones(4, dtype=DTYPE)
     with pytest.raises(ValueError, match="activation"):
-        clkit.gated_data(x, w, "tanh")
+        clkit.one_layer_matrix(x, x, w, torch.ones(3, 3, dtype=DTYPE), "tanh")
     with pytest.raises(ValueError, match="w"):
-        clkit.gated_data(x, torch.zeros(4, dtype=DTYPE))
+        clkit.one_layer_matrix(x, x, torch.zeros(4, dtype=DTYPE), torch.ones(3, 3, dtype=DTYPE))
     with pytest.raises(ValueError, match="tau"):
         clkit.gaussian_alpha(x, w, 0.0)
     with pytest.raises(ValueError, match="eps"):
@@ -383,9 +391,9 @@ def test_bad_arguments_raise_value_errors_naming_them():
     with pytest.raises(ValueError, match="sigma"):
         clkit.LatentPatternModel(model.patterns, model.probs, 0.0)
     with pytest.raises(ValueError, match="steps"):
-        clkit.alpha_cl_dynamics(lambda v: model.population_matrices(v), w[None], lr=1.0, steps=0)
+        clkit.alpha_cl_dynamics(lambda v: model.population_matrix(v), w[None], lr=1.0, steps=0)
     with pytest.raises(ValueError, match="step"):
-        clkit.local_roughness(lambda v: model.population_matrix(v), w, step=0.0)
+        clkit.local_roughness_batch(lambda v: model.population_matrix(v), w[None], step=0.0)
     with pytest.raises(ValueError, match="n"):
         model.sample(0, _gen())
 
@@ -409,7 +417,7 @@ def test_contrastive_covariance_of_a_batch_equals_one_batch_at_a_time():
 
 def test_new_functions_reject_bad_input_naming_the_argument():
     model = _pattern_model()
-    fn = lambda v: model.population_matrices(v, "relu", None)  # noqa: E731
+    fn = lambda v: model.population_matrix(v, "relu", None)  # noqa: E731
     starts = torch.randn(3, 4, dtype=DTYPE, generator=_gen(27))
     with pytest.raises(ValueError, match="tol"):
         clkit.find_critical_points(fn, starts, tol=0.0)
@@ -433,9 +441,9 @@ def test_batched_roughness_terms_match_a_loop_over_pattern_pairs(activation: str
     # the bound's two sums written term by term, from gated_moments and kernel at one w at a time
     model = _pattern_model()
     w = torch.randn(6, 4, dtype=DTYPE, generator=_gen(31))
-    terms = model.roughness_bound_terms_batch(w, activation, tau)
+    terms = model.roughness_bound_terms(w, activation, tau)
     assert terms.shape == (6, 2)
-    torch.testing.assert_close(model.roughness_bound_batch(w, activation, tau), terms.sum(1), rtol=0, atol=0)
+    torch.testing.assert_close(model.roughness_bound(w, activation, tau), terms.sum(1), rtol=0, atol=0)
     relu = activation == "relu"
     for k in range(6):
         u = w[k] / w[k].norm()
@@ -461,7 +469,7 @@ def test_batched_roughness_terms_match_a_loop_over_pattern_pairs(activation: str
                     kern += weight * c * delta / (2 * tau) * dk * float((m[a] - m[b]).norm())
         assert float(terms[k, 0]) == pytest.approx(gate, rel=1e-12, abs=1e-15)
         assert float(terms[k, 1]) == pytest.approx(kern, rel=1e-12, abs=1e-15)
-        assert model.roughness_bound(w[k], activation, tau) == pytest.approx(gate + kern, rel=1e-12, abs=1e-15)
+        assert float(model.roughness_bound(w[k], activation, tau)) == pytest.approx(gate + kern, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("activation", ["relu", "linear"])
@@ -485,7 +493,7 @@ def test_newton_jacobian_by_differences_matches_autograd(tau: float | None):
     from clkit.alpha_cl import _flow_jacobian_differences
 
     model = _pattern_model()
-    fn = lambda v: model.population_matrices(v, "relu", tau)
+    fn = lambda v: model.population_matrix(v, "relu", tau)
     w = torch.randn(7, 4, dtype=DTYPE, generator=_gen(33))
     w = w / w.norm(dim=1, keepdim=True)
     by_differences = _flow_jacobian_differences(fn, w, clkit.tangent_bases(w))

@@ -23,17 +23,15 @@ def _flow_matrix_without_b(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _bound_without_tau_term(original: Callable[..., Any]) -> Callable[..., Any]:
-    # roughness_bound_batch is the code path of every roughness bound (roughness_bound calls it)
     def wrong(self: Any, w: Any, activation: str = "relu", tau: Any = None) -> Any:
-        return self.roughness_bound_terms_batch(w, activation, tau)[..., 0]  # gate term only
+        return self.roughness_bound_terms(w, activation, tau)[..., 0]  # gate term only
 
     return wrong
 
 
 def _gated_mean_3pct(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrong(self: Any, w: Any, activation: str = "relu") -> Any:
-        m, s = original(self, w, activation)
-        return 1.03 * m, s
+        return 1.03 * original(self, w, activation)
 
     return wrong
 
@@ -64,15 +62,15 @@ PLANTED: list[PlantedError] = [
                  description="linearised flow J without the roughness term E^T B_E",
                  make=_flow_matrix_without_b),
     PlantedError(id="04-bound-drops-tau-term", chapter="04_alpha_cl",
-                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound_batch",
+                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound",
                  description="roughness bound R without its tau (kernel) term",
                  make=_bound_without_tau_term),
     PlantedError(id="04-bound-factor-2", chapter="04_alpha_cl",
-                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound_batch",
+                 target="clkit.alpha_cl.LatentPatternModel.roughness_bound",
                  description="roughness bound R twice too large (a valid but loose bound)",
                  make=scaled(2.0)),
     PlantedError(id="04-gated-mean-3pct", chapter="04_alpha_cl",
-                 target="clkit.alpha_cl.LatentPatternModel.gated_moments",
+                 target="clkit.alpha_cl.LatentPatternModel.gated_means",
                  description="conditional mean m_k of the gated data 3 % too large",
                  make=_gated_mean_3pct),
     PlantedError(id="04-eigengap-smallest-other", chapter="04_alpha_cl",
