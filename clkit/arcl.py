@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
-
 import numpy as np
 import torch
 from scipy.special import ndtr, owens_t
@@ -43,7 +41,6 @@ __all__ = [
     "logistic_risk_by_conditioning",
     "optimal_logistic_heads",
     "fit_logistic_heads_on_sample",
-    "golden_section_minimize",
 ]
 
 
@@ -570,42 +567,3 @@ def fit_logistic_heads_on_sample(
     result = damped_newton(value_grad_hess, params, grad_tol=grad_tol, max_iter=max_iter, value=risk)
     out_h, out_b = result.x[:, 0].clone(), result.x[:, 1].clone()
     return (out_h[0], out_b[0]) if squeeze else (out_h, out_b)
-
-
-_INVERSE_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-def golden_section_minimize(
-    fun: Callable[[float], float], lo: float, hi: float, *, xatol: float = 1e-10, max_iter: int = 500
-) -> tuple[float, float]:
-    r"""Minimise a unimodal function of one variable on :math:`[lo, hi]` by golden-section search.
-
-    Keeps a bracket :math:`[a,b]` with two interior points :math:`c=b-g(b-a)`, :math:`d=a+g(b-a)`,
-    :math:`g=(\sqrt5-1)/2`, and drops the end beyond the worse of them, which shrinks the bracket by
-    :math:`g` per evaluation (Kiefer, 1953) until it is shorter than ``xatol``. A derivative-free
-    route, independent of any closed form of the minimiser, and 50-100x cheaper to run once than
-    importing ``scipy.optimize``. For a unimodal ``fun`` the minimiser lies in the final bracket; where
-    ``fun`` is flat to round-off the search can stop anywhere in the flat region (as any
-    comparison-based search). Returns ``(x, fun(x))`` for the best point evaluated. Raises
-    ``ValueError`` unless ``lo < hi`` are finite and ``xatol > 0``, ``RuntimeError`` if ``max_iter``
-    evaluations do not reach ``xatol``.
-    """
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"lo and hi must be finite with lo < hi, got ({lo!r}, {hi!r})")
-    xatol = check_positive("xatol", xatol)
-    a, b = lo, hi
-    c, d = b - _INVERSE_GOLDEN * (b - a), a + _INVERSE_GOLDEN * (b - a)
-    fc, fd = float(fun(c)), float(fun(d))
-    for _ in range(max_iter):
-        if b - a < xatol:
-            return (c, fc) if fc <= fd else (d, fd)
-        if fc <= fd:  # the minimum is in [a, d]
-            b, d, fd = d, c, fc
-            c = b - _INVERSE_GOLDEN * (b - a)
-            fc = float(fun(c))
-        else:  # the minimum is in [c, b]
-            a, c, fc = c, d, fd
-            d = a + _INVERSE_GOLDEN * (b - a)
-            fd = float(fun(d))
-    raise RuntimeError(f"golden-section search did not reach xatol={xatol:g} in {max_iter} evaluations")

@@ -231,9 +231,6 @@ def test_fit_logistic_heads_is_device_agnostic_in_its_output():
         (lambda: clkit.fit_logistic_heads_on_sample(torch.ones(2, 4, dtype=DTYPE), torch.ones(3)), "labels"),
         (lambda: clkit.fit_logistic_heads_on_sample(torch.tensor([-1.0, 1.0], dtype=DTYPE),
                                                     torch.tensor([0, 1])), "features"),
-        (lambda: clkit.golden_section_minimize(abs, 1.0, 0.0), "lo"),
-        (lambda: clkit.golden_section_minimize(abs, 0.0, math.inf), "lo"),
-        (lambda: clkit.golden_section_minimize(abs, 0.0, 1.0, xatol=0.0), "xatol"),
     ],
 )
 def test_new_functions_reject_bad_input_naming_the_argument(call, name):
@@ -278,25 +275,6 @@ def test_expected_squared_range_matches_a_direct_quadrature_without_the_shared_g
     # the cached grid is read-only: a caller cannot change later results
     for array in clkit.arcl._range_grid(16):
         assert not array.flags.writeable
-
-
-def test_golden_section_minimize_matches_closed_forms_and_scipy():
-    from scipy.optimize import minimize_scalar
-
-    cases = [
-        (lambda x: (x - 0.3) ** 2, -1.0, 2.0, 0.3),  # interior minimum
-        (lambda x: math.cosh(x - 1.7) + 0.1 * x, 0.0, 3.0, 1.7 + math.asinh(-0.1)),
-        (lambda x: x, 0.0, 1.0, 0.0),  # minimum at the lower end
-        (lambda x: -x, 0.0, 1.0, 1.0),  # minimum at the upper end
-        (lambda x: abs(x - 1e-3), -3.0, 3.0, 1e-3),  # a kink
-    ]
-    for fun, lo, hi, x_star in cases:
-        x, f = clkit.golden_section_minimize(fun, lo, hi, xatol=1e-10)
-        assert x == pytest.approx(x_star, abs=2e-8) and f == fun(x)
-        ref = minimize_scalar(fun, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
-        assert f <= ref.fun + 1e-12
-    with pytest.raises(RuntimeError, match="xatol"):
-        clkit.golden_section_minimize(abs, -1.0, 1.0, xatol=1e-10, max_iter=5)
 
 
 def test_optimal_risk_matches_domain_risk_and_accepts_sympy():
