@@ -18,11 +18,12 @@ import re
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 import yaml
 
-from conftest import BOOK, REPO
+from conftest import BOOK, MYST_FRONT_MATTER, REPO
 
 sys.path.insert(0, str(BOOK / "_ext"))
 sys.path.insert(0, str(REPO / "scripts"))
@@ -456,3 +457,24 @@ def test_a_notebook_runs_standalone_and_prints_its_values(stem: str, generation:
     claims_cell = next(c for c in executed.cells if c.cell_type == "code" and "claims.table()" in c.source)
     data = _outputs(claims_cell)[1][-1]["data"]
     assert "text/markdown" in data and "text/html" not in data
+
+
+def test_values_come_only_from_a_run_of_the_current_code(tmp_path: Path) -> None:
+    """A build's values are used when its code is the chapter's code; the committed notebook's when
+    its digest matches; a chapter whose code changed gets none (and the test above fails)."""
+    source = MYST_FRONT_MATTER + "\n# T\n\n```{code-cell} ipython3\nglue('v', 2.5, display=False)\n```\n"
+    chapter = jupytext.reads(source, fmt="md:myst")
+    executed = tmp_path / "_build" / "jupyter_execute" / "chapters"
+    executed.mkdir(parents=True)
+    nbformat.write(chapter, executed / "09_t.ipynb")
+    (executed / "09_t.glue.json").write_text(json.dumps(
+        {"v": {"output_type": "display_data", "data": {"text/plain": "2.5"}, "metadata": {}}}))
+    assert sync_notebooks.values_from_build("09_t", chapter, tmp_path / "_build") == {"v": {"text/plain": "2.5"}}
+    changed = jupytext.reads(source.replace("2.5", "3.5"), fmt="md:myst")
+    assert sync_notebooks.values_from_build("09_t", changed, tmp_path / "_build") is None
+    committed = nbformat.v4.new_notebook(metadata={"clbook": {
+        "code_sha256": sync_notebooks.code_digest(chapter), "book_values": {"v": {"text/plain": "2.5"}}}})
+    nbformat.write(committed, tmp_path / "09_t.ipynb")
+    digest = sync_notebooks.code_digest
+    assert sync_notebooks.values_from_committed(tmp_path / "09_t.ipynb", digest(chapter)) == {"v": {"text/plain": "2.5"}}
+    assert sync_notebooks.values_from_committed(tmp_path / "09_t.ipynb", digest(changed)) is None

@@ -11,13 +11,16 @@ understands. This module rewrites them as a notebook reader sees them in the boo
   a section's title), with the book's numbering: per chapter, one counter shared by all theorem-like
   blocks (see ``prf_realtyp_to_countertyp`` in ``_config.yml`` and ``clbook.py``);
 * labelled equations get ``\\tag{2.4}``; ``(label)=`` targets and ``%`` comments disappear;
-* ``{glue:text}`` placeholders become the glued value when values are given (a notebook made from
-  an executed build) and otherwise the glued name in code font; a ``{glue:figure}`` becomes its
-  numbered caption as text (the figure itself is the output of the cell that makes it);
+* ``{glue:text}`` placeholders become the glued value when values are given (from an executed
+  run), followed by a marker, and otherwise the glued name in code font; a ``{glue}``/``{glue:md}``
+  table becomes the glued Markdown; a ``{glue:figure}`` becomes its numbered caption as text, with
+  the glued image as a cell attachment when asked (``figures_inline``);
+* references into another chapter become links to the online chapter when a ``link_base`` is given;
 * admonitions become titled block quotes, ``{code-block}`` a plain code fence.
 
-The book's TeX macros (``mathjax3_config`` of ``_config.yml``) are written as ``\\newcommand``
-definitions by :func:`macro_cell_source`, for a first markdown cell.
+The book's TeX macros (``mathjax3_config`` of ``_config.yml``) and any ``\\newcommand`` a cell
+makes are expanded in every cell (:func:`expand_macros`), so that each cell's math stands alone:
+GitHub's and VS Code's notebook renderers do not carry definitions across cells.
 
 Used by ``scripts/sync_notebooks.py`` (the Colab notebooks) and by ``clbook.py`` (the ``.ipynb``
 download of each chapter, with outputs and glued values). Standard library + pybtex/latexcodec
@@ -636,27 +639,6 @@ def expand_macros(text: str, macros: dict[str, object]) -> tuple[str, dict[str, 
     if macros.keys() != before:  # the cell defined macros: drop the math blocks left empty
         result = re.sub(r"^[ \t]*(\$\$?)\s*\1[ \t]*$\n?", "", result, flags=re.M)
     return result, macros
-
-
-def macro_definitions(macros: dict[str, object]) -> str:
-    """``\\newcommand`` lines for MathJax's ``tex.macros`` (``{"R": "\\mathbb{R}",
-    "norm": ["...#1...", 1]}``)."""
-    lines = []
-    for name, value in macros.items():
-        if isinstance(value, (list, tuple)):
-            body, nargs = value[0], int(value[1])
-            lines.append(f"\\newcommand{{\\{name}}}[{nargs}]{{{body}}}")
-        else:
-            lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
-    return "\n".join(lines)
-
-
-def macro_cell_source(macros: dict[str, object]) -> str:
-    """A first markdown cell defining the book's TeX macros for Jupyter's and Colab's MathJax."""
-    return (
-        "<!-- The book's TeX macros, defined for the cells below (this cell shows nothing). -->\n"
-        f"$\n{macro_definitions(macros)}\n$"
-    )
 
 
 GLUE_IMPORT = re.compile(r"^(\s*)from myst_nb import glue\b.*$", re.M)
