@@ -382,6 +382,10 @@ def main() -> int:
     if args.check and stale:
         print("run: python scripts/sync_notebooks.py", file=sys.stderr)
         return 1
+    if report and not args.check:
+        print(f"{len(report)} notebook(s) quote glue keys without the book's values: build the book "
+              "(bash scripts/build-book.sh) or add --execute, then sync again", file=sys.stderr)
+        return 1
     return 0
 
 
