@@ -146,6 +146,71 @@ def test_each_cell_math_stands_alone_with_no_macro_cell(generated: dict[str, nbf
     assert not undefined, "macros a cell does not define itself:\n" + "\n".join(undefined)
 
 
+#: MathJax 3 in Node: every formula through the TeX input with the packages a notebook renderer has
+#: (base, AMS, newcommand, boldsymbol, color; no "noundefined", no autoload), errors thrown.
+MATHJAX_NODE = """
+let input = "";
+process.stdin.on("data", d => input += d);
+process.stdin.on("end", () => {
+  const formulas = JSON.parse(input);
+  require(process.argv[2]).init({
+    loader: {load: ["input/tex-base", "[tex]/ams", "[tex]/newcommand", "[tex]/boldsymbol", "[tex]/color"]},
+    tex: {packages: ["base", "ams", "newcommand", "boldsymbol", "color"],
+          formatError: (jax, err) => { throw err; }},
+    startup: {typeset: false},
+  }).then(MathJax => {
+    const errors = [];
+    for (const [where, display, tex] of formulas) {
+      try { MathJax.tex2mml(tex, {display}); } catch (err) { errors.push([where, err.message, tex.slice(0, 90)]); }
+    }
+    console.log(JSON.stringify(errors));
+  }).catch(err => { console.error(err.message); process.exit(2); });
+});
+"""
+
+
+def _mathjax_node() -> tuple[str, Path] | None:
+    """Node and MathJax 3's ``es5/node-main.js`` (``$CLBOOK_MATHJAX``, as book/_ext/clbook.py, else
+    ``node_modules/mathjax/es5`` in the repository: ``npm install mathjax@3``, as .ci/run does)."""
+    import shutil
+
+    node = shutil.which("node")
+    folders = [Path(os.environ["CLBOOK_MATHJAX"])] if os.environ.get("CLBOOK_MATHJAX") else []
+    folders.append(REPO / "node_modules" / "mathjax" / "es5")
+    main = next((f / "node-main.js" for f in folders if (f / "node-main.js").is_file()), None)
+    return (node, main) if node and main else None
+
+
+def test_mathjax_renders_every_formula_of_every_notebook(generated: dict[str, nbformat.NotebookNode],
+                                                          tmp_path: Path) -> None:
+    """Item 3 rendered, not only scanned: MathJax typesets each cell's math on its own (no macro
+    cell, no definition from another cell), with no undefined control sequence and no TeX error."""
+    import subprocess
+
+    found = _mathjax_node()
+    if found is None:
+        message = "needs node and MathJax 3 (npm install mathjax@3 at the repository's root)"
+        if os.environ.get("CLBOOK_REQUIRE_BROWSER") == "1":  # .ci/run: MathJax is installed there
+            pytest.fail(message)
+        pytest.skip(message)
+    node, main = found
+    formulas = []
+    for stem, notebook in generated.items():
+        for index, source in _markdown(notebook):
+            for formula in _math(source):
+                display = formula.startswith("$$")
+                formulas.append([f"{stem} cell {index}", display, formula.strip("$")])
+    script = tmp_path / "render.js"
+    script.write_text(MATHJAX_NODE)
+    result = subprocess.run([node, str(script), str(main)], input=json.dumps(formulas), text=True,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    errors = json.loads(result.stdout)
+    assert len(formulas) > 1000
+    assert not errors, f"{len(errors)} of {len(formulas)} formulas fail in MathJax:\n" + "\n".join(
+        f"{where}: {message}: {tex!r}" for where, message, tex in errors[:40])
+
+
 def test_math_delimiters_are_balanced(generated: dict[str, nbformat.NotebookNode]) -> None:
     odd = []
     for stem, notebook in generated.items():
