@@ -16,7 +16,10 @@
 * **Colab button and .ipynb download.** The header's launch button opens the chapter's generated
   notebook ``notebooks/<stem>.ipynb`` in Colab (the URL of ``colab.py``), and the download menu's
   ``.ipynb`` is the executed chapter converted to plain Markdown/LaTeX (``myst_notebook.py``),
-  with its outputs and glued values, so that it renders in Jupyter.
+  with its outputs and glued values (tables in the prose), so that it renders in Jupyter and re-runs
+  without myst-nb (``glue`` from ``clkit.notebook``); ``clbook-notebooks.zip`` holds all of them.
+* **Glue inside the book.** ``$CLBOOK_SPHINX_BUILD=1`` is set for the kernels the build starts:
+  ``clkit.notebook.glue`` is myst-nb's glue there, and the claims table renders as HTML.
 * **Status page.** ``{clbook-status}`` renders the table of chapters: title, run time, claims
   summary, planted errors caught (from ``_static/planted_errors.json`` when the build has it).
 """
