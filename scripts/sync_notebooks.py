@@ -88,9 +88,9 @@ def chapters() -> list[Path]:
     return sorted((BOOK / "chapters").glob("*.md"))
 
 
-def expected_source(path: Path, repo_url: str) -> str:
-    """The chapter's MyST text with its install line pointing at ``repo_url``."""
-    text = path.read_text(encoding="utf-8")
+def expected_source(path: Path, repo_url: str, text: str | None = None) -> str:
+    """The chapter's MyST text (``text``, else read) with its install line pointing at ``repo_url``."""
+    text = path.read_text(encoding="utf-8") if text is None else text
     if not INSTALL_RE.search(text):
         raise ValueError(f"{path.relative_to(REPO)} has no Colab set-up cell installing 'clkit @ git+…'")
     return INSTALL_RE.sub(f'"clkit @ git+{repo_url}"', text)
@@ -192,12 +192,17 @@ def setup_cell(repo_url: str, version: str, formats: dict[str, str]) -> str:
         "import sys",
         "",
         f"CLKIT = {f'clkit @ git+{repo_url}@v{version}'!r}",
+        "PIP = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--upgrade\"]",
         "try:",
         '    installed = tuple(int(p) for p in re.findall(r"\\d+", importlib.metadata.version("clkit"))[:3])',
         "except importlib.metadata.PackageNotFoundError:",
         "    installed = None",
         f"if installed is None or installed < {wanted!r}:",
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", CLKIT], check=True)',
+        "    try:",
+        "        subprocess.run(PIP + [CLKIT], check=True)",
+        "    except subprocess.CalledProcessError:  # the version's tag is not published (yet)",
+        f'        print("no tag v{version} in the repository: installing clkit from its default branch")',
+        '        subprocess.run(PIP + [CLKIT.rsplit("@", 1)[0]], check=True)',
         '    if "clkit" in sys.modules:',
         '        print("clkit was upgraded: restart the session (Runtime > Restart session), run again")',
         "",
@@ -348,9 +353,16 @@ def sync(check: bool, notebooks: Path | None = None, build: Path | None = BUILD,
         if missing and report is not None:
             report.append(f"{path.stem}: no value of the book's run for {', '.join(missing)} "
                           "(build the book, or --execute, then sync again)")
-        pairs = ((path, source), (target, notebook)) if notebooks is None else ((target, notebook),)
-        for file, text in pairs:
-            if not file.exists() or file.read_text(encoding="utf-8") != text:
+        pairs = [(target, notebook, None)]
+        if notebooks is None:
+            # the chapter itself only when its install line names another repository, from the file
+            # as it is now (its author may have edited it while the chapters executed)
+            current = path.read_text(encoding="utf-8")
+            pairs.insert(0, (path, expected_source(path, repo_url, current), current))
+        for file, text, current in pairs:
+            if current is None and file.exists():
+                current = file.read_text(encoding="utf-8")
+            if current != text:
                 stale.append(_shown(file))
                 if not check:
                     file.parent.mkdir(exist_ok=True)
