@@ -120,6 +120,11 @@ def _book_macros() -> dict[str, object]:
     return config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
 
 
+def test_notebooks_are_valid_nbformat(generated: dict[str, nbformat.NotebookNode]) -> None:
+    for notebook in generated.values():
+        nbformat.validate(notebook)  # attachments, Colab's cellView metadata and all
+
+
 def test_no_myst_syntax_is_left(generated: dict[str, nbformat.NotebookNode]) -> None:
     found = []
     for stem, notebook in generated.items():
