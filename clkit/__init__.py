@@ -8,6 +8,7 @@ Every public name of every module (its ``__all__``) is re-exported here.
 """
 
 from . import claims, device, losses, mixtures, scale, stats, style, progress_bars, projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook, optim
+from . import quadrature, population_solvers, infonce_training
 from .claims import *  # noqa: F401,F403
 from .device import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
@@ -24,12 +25,22 @@ from .arcl import *  # noqa: F401,F403
 from .generalization import *  # noqa: F401,F403
 from .symbolic import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .quadrature import *  # noqa: F401,F403
+from .population_solvers import *  # noqa: F401,F403
+from .infonce_training import *  # noqa: F401,F403
+from . import certificate_search, lattice_training
+from . import digits
+from .digits import *  # noqa: F401,F403
+from .certificate_search import *  # noqa: F401,F403
+from .lattice_training import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
 _MODULES = (
     claims, device, losses, mixtures, scale, stats, style, progress_bars,
     projection, subspaces, fisher, alpha_cl, arcl, generalization, symbolic, notebook, optim,
+    quadrature, population_solvers, infonce_training, certificate_search, lattice_training,
+    digits,
 )
 
 
