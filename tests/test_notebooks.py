@@ -548,3 +548,22 @@ def test_values_come_only_from_a_run_of_the_current_code(tmp_path: Path) -> None
     digest = sync_notebooks.code_digest
     assert sync_notebooks.values_from_committed(tmp_path / "09_t.ipynb", digest(chapter)) == {"v": {"text/plain": "2.5"}}
     assert sync_notebooks.values_from_committed(tmp_path / "09_t.ipynb", digest(changed)) is None
+
+
+def test_glued_lines_use_the_prose_format() -> None:
+    import importlib.util
+
+    # the module alone (no relative imports), without importing torch through clkit/__init__
+    spec = importlib.util.spec_from_file_location("clkit_notebook", REPO / "clkit" / "notebook.py")
+    notebook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(notebook)
+
+    notebook.set_formats({"loss": ".4f", "n": ",d"})
+    assert notebook.glued_line("loss", {"text/plain": "3.274912"}) == "loss = 3.2749"
+    assert notebook.glued_line("n", {"text/plain": "400000"}) == "n = 400,000"
+    assert notebook.glued_line("s", {"text/plain": "'4.47 ± 0.01'"}) == "s = 4.47 ± 0.01"  # quotes gone
+    assert notebook.glued_line("m", {"text/plain": "<Markdown>", "text/markdown": "$\\frac12$"}) == "m = $\\frac12$"
+    with pytest.raises(ValueError, match="name"):
+        notebook.glue("", 1.0)
+    with pytest.raises(ValueError, match="formats"):
+        notebook.set_formats({"x": 4})
