@@ -15,13 +15,15 @@ docstring:
   with the slides' coefficient :math:`c = 1`, which the book proves whenever
   :math:`\rho_{\max}\le 1/2` (always the case for :math:`K\ge 3` classes when the condition
   holds), and the coefficient :math:`c = 2` of the book's first proof, which holds for every
-  :math:`\rho_{\max}` (:func:`check_theorem1` certifies an encoder when either version applies).
+  :math:`\rho_{\max}` (:func:`theorem1_scan` certifies an encoder when either version applies).
 
-The synthetic data sets (:class:`AngularLatticeClasses`, :class:`BridgedLatticeClasses`) put the
-inputs on a lattice of ``N`` points of the unit circle, and the augmentation (:class:`RotationAugmentation`) rotates by a whole
+The synthetic data set (:class:`BridgedLatticeClasses`) puts the inputs on a lattice of ``N``
+points of the unit circle, and the augmentation (:class:`RotationAugmentation`) rotates by a whole
 number of lattice steps in :math:`\{-m,\dots,m\}`, uniformly, optionally composed with a rotation
-by a multiple of a *jump* (which links the parts of a class when classes come in several parts).
-Every population quantity is then a finite sum and is computed exactly.
+by a multiple of a *jump*. Every population quantity is then a finite sum and is computed exactly.
+
+The search for configurations that break the proof's certificate is in
+:mod:`clkit.certificate_search`; training encoders on the lattice in :mod:`clkit.lattice_training`.
 """
 
 from __future__ import annotations
@@ -29,52 +31,38 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_finite, check_nonnegative, check_positive, check_probability_vector, check_shape
-from .device import make_generator
-from .progress_bars import progress as progress_bar
+from ._validation import check_nonnegative, check_positive, check_shape
 from .symbolic import is_symbolic
 
 __all__ = [
-    "AngularLatticeClasses",
     "BridgedLatticeClasses",
     "RotationAugmentation",
     "augmented_distance",
     "class_centres",
     "nearest_centre_predict",
     "nearest_centre_error",
-    "min_arc_classifier_error",
     "augmentation_spread",
-    "alignment_failure_probability",
     "alignment_tail_bound",
     "centre_norm_deficit",
     "rho_max",
     "divergence_threshold",
     "theorem1_bound",
-    "Theorem1Check",
-    "check_theorem1",
     "Theorem1Scan",
     "theorem1_scan",
-    "AdversarialSearch",
-    "theorem1_adversarial_search",
     "one_negative_info_nce",
     "second_moment_normalize",
     "InfoNCEDecomposition",
     "population_info_nce",
     "population_cross_correlation",
-    "cross_correlation_terms",
     "info_nce_pair_bound",
     "info_nce_divergence_bound",
     "cross_correlation_pair_bound",
     "cross_correlation_divergence_bound",
-    "LatticeEncoders",
-    "LatticeDiagnostics",
-    "lattice_diagnostics",
-    "train_lattice_encoders",
 ]
 
 
@@ -122,88 +110,6 @@ class _LatticeLaws:
         law = self.marginal() if batch is None else self.marginal().expand(_check_int("batch", batch, 1), -1)
         indices = torch.multinomial(law, n, replacement=True, generator=generator)
         return indices, self.labels()[indices]
-
-
-@dataclass(frozen=True)
-class AngularLatticeClasses(_LatticeLaws):
-    r"""``K`` classes on a lattice of ``N`` points of the unit circle (the book's synthetic data set).
-
-    Lattice point :math:`j` is :math:`x_j = (\cos 2\pi j/N, \sin 2\pi j/N)`. Class :math:`k` has
-    weight :math:`p_k` and :math:`P` parts (``n_parts``) centred at
-    :math:`c_{k,p} = (k + pK)\,N/(KP)`, :math:`p = 0,\dots,P-1` (so with :math:`P > 1` the parts of
-    the classes interleave around the circle), and the discretised, truncated Gaussian law
-
-    .. math::
-        \mathbb P[x = x_j \mid k] \propto \exp\Big(-\frac{\mathrm{d}_k(j)^2}{2s^2}\Big)\,
-        \mathbb 1[\mathrm{d}_k(j)\le W],\qquad \mathrm{d}_k(j) = \min_p \mathrm{d}(j, c_{k,p}),
-
-    with :math:`\mathrm{d}` the circular distance in lattice steps, so the supports are disjoint
-    arcs, each part has mass :math:`1/P` of its class, and the label is a function of the input.
-    With :math:`P = 1` the centre of class :math:`k` is :math:`c_k = kN/K`.
-
-    Args:
-        n_points: ``N``, a multiple of ``K * n_parts``.
-        weights: ``(K,)`` class probabilities :math:`p_k`; fixes dtype and device.
-        class_std: :math:`s > 0` in lattice steps.
-        half_width: :math:`W \ge 0`, with :math:`2W + 1 \le N/(KP)` (disjoint supports).
-        n_parts: :math:`P \ge 1`, the number of parts of each class (default 1).
-
-    Raises:
-        ValueError: naming the argument that is invalid.
-    """
-
-    n_points: int
-    weights: torch.Tensor
-    class_std: float
-    half_width: int
-    n_parts: int = 1
-
-    def __post_init__(self) -> None:
-        check_probability_vector("weights", self.weights)
-        if not self.weights.is_floating_point():
-            raise ValueError(f"weights must be floating point, got {self.weights.dtype}")
-        _check_int("n_parts", self.n_parts, 1)
-        arcs = self.weights.shape[0] * self.n_parts
-        _check_int("n_points", self.n_points, 2)
-        if self.n_points % arcs:
-            raise ValueError(f"n_points must be a multiple of K * n_parts = {arcs}, got {self.n_points}")
-        check_positive("class_std", self.class_std)
-        _check_int("half_width", self.half_width, 0)
-        if 2 * self.half_width + 1 > self.n_points // arcs:
-            raise ValueError(f"half_width must satisfy 2W+1 <= N/(K P) = {self.n_points // arcs}, got {self.half_width}")
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.weights.shape[0])
-
-    @property
-    def centres(self) -> torch.Tensor:
-        """``(K,)`` lattice indices :math:`c_{k,0} = kN/(KP)` of the first part of each class."""
-        return self.part_centres[:, 0]
-
-    @property
-    def part_centres(self) -> torch.Tensor:
-        """``(K, P)`` lattice indices :math:`c_{k,p} = (k + pK)N/(KP)` of the parts of each class."""
-        k = torch.arange(self.n_classes, device=self.weights.device)
-        p = torch.arange(self.n_parts, device=self.weights.device)
-        return (k[:, None] + p[None, :] * self.n_classes) * (self.n_points // (self.n_classes * self.n_parts))
-
-    def circular_offsets(self) -> torch.Tensor:
-        """``(K, N)`` signed circular offsets :math:`j - c_{k,p}` to the nearest part of class ``k``.
-
-        In lattice steps, in ``[-N/2, N/2)``; with one part, :math:`j - c_k`.
-        """
-        j = torch.arange(self.n_points, device=self.weights.device)
-        n = self.n_points
-        offsets = (j[None, None, :] - self.part_centres[:, :, None] + n // 2) % n - n // 2  # (K, P, N)
-        nearest = offsets.abs().argmin(dim=1, keepdim=True)
-        return offsets.gather(1, nearest).squeeze(1)
-
-    def class_distributions(self) -> torch.Tensor:
-        """``(K, N)`` conditional laws :math:`\\mathbb P[x = x_j\\mid k]` (rows sum to 1)."""
-        offset = self.circular_offsets().to(self.weights.dtype)
-        density = torch.exp(-offset.pow(2) / (2 * self.class_std**2)) * (offset.abs() <= self.half_width)
-        return density / density.sum(dim=1, keepdim=True)
 
 
 @dataclass(frozen=True)
@@ -511,46 +417,6 @@ def nearest_centre_error(predictions: torch.Tensor, joint: torch.Tensor) -> floa
     return float(error) if predictions.dim() == 1 else error
 
 
-def min_arc_classifier_error(embeddings: torch.Tensor, joint: torch.Tensor) -> float:
-    r"""Smallest error of any *arc classifier* of a planar embedding on a circle (two classes; the book's).
-
-    When every :math:`f(x)` lies on the circle :math:`\|f\| = r` of :math:`\mathbb R^2`, every
-    two-class linear rule :math:`\mathbb 1[w^\top f(x) > b]`, the nearest-centre rule
-    :math:`G_f` among them (:math:`\|f-\mu_0\|^2 \le \|f-\mu_1\|^2` is a half-plane), predicts class
-    0 on an arc of the circle and class 1 on the rest. Sorting the points by angle, an arc is a
-    cyclic run :math:`S` of consecutive points, and
-
-    .. math::
-        \min_S\Big(\sum_{j\in S}\mathbb P[x_j, y = 1] + \sum_{j\notin S}\mathbb P[x_j, y = 0]\Big)
-        \le \mathrm{Err}(G_f),
-
-    the minimum running over all runs, the empty one and the full circle. Points with equal angles
-    may be split by a run, which only lowers the minimum, so it stays a lower bound.
-
-    Args:
-        embeddings: ``(N, 2)`` embeddings of the lattice points (of equal norm).
-        joint: ``(2, N)`` joint law of (label, input).
-
-    Returns:
-        The minimum error (a float).
-
-    Raises:
-        ValueError: unless ``embeddings`` is ``(N, 2)`` and ``joint`` is ``(2, N)``.
-    """
-    check_shape("embeddings", embeddings, (None, 2))
-    check_shape("joint", joint, (2, embeddings.shape[0]))
-    order = torch.atan2(embeddings[:, 1], embeddings[:, 0]).argsort()
-    # gain of putting point j in the class-0 arc: P[x_j, y=0] - P[x_j, y=1]
-    gain = (joint[0] - joint[1])[order]
-    n = gain.shape[0]
-    doubled = torch.cat([gain, gain])
-    prefix = torch.cat([torch.zeros(1, dtype=gain.dtype, device=gain.device), doubled.cumsum(0)])
-    start = torch.arange(n, device=gain.device)[:, None]
-    length = torch.arange(n + 1, device=gain.device)[None, :]
-    run_gain = prefix[start + length] - prefix[start]  # (n, n+1): gain of the run of `length` from `start`
-    return float(joint[0].sum() - run_gain.max())
-
-
 def augmentation_spread(view_embeddings: torch.Tensor) -> torch.Tensor:
     r"""Spread :math:`D(x) = \max_{x_1,x_2\in A(x)}\|f(x_1) - f(x_2)\|` of each input's views.
 
@@ -569,24 +435,7 @@ def augmentation_spread(view_embeddings: torch.Tensor) -> torch.Tensor:
     return torch.cdist(flat, flat).flatten(1).max(dim=1).values.reshape(view_embeddings.shape[:-2])
 
 
-def alignment_failure_probability(spread: torch.Tensor, probabilities: torch.Tensor, epsilon: float) -> float:
-    r""":math:`R_\varepsilon = \mathbb P[D(x) > \varepsilon]` (the book's reconstruction of Huang et al.'s).
-
-    Args:
-        spread: ``(n,)`` :math:`D(x)` of :func:`augmentation_spread`.
-        probabilities: ``(n,)`` law of the inputs.
-        epsilon: :math:`\varepsilon\ge 0`.
-
-    Raises:
-        ValueError: on shape mismatch or ``epsilon < 0``.
-    """
-    check_shape("spread", spread, (None,))
-    check_shape("probabilities", probabilities, (spread.shape[0],))
-    epsilon = check_nonnegative("epsilon", epsilon)
-    return float((probabilities * (spread > epsilon)).sum())
-
-
-def alignment_tail_bound(alignment: float, n_views: int, epsilon: float) -> float:
+def alignment_tail_bound(alignment: float | torch.Tensor, n_views: int, epsilon: float) -> float | torch.Tensor:
     r"""Markov bound of :math:`R_\varepsilon` by the alignment (book's lemma, finite uniform :math:`A`).
 
     For :math:`M` views :math:`f_1,\dots,f_M` of one input with mean :math:`\bar f`,
@@ -597,10 +446,17 @@ def alignment_tail_bound(alignment: float, n_views: int, epsilon: float) -> floa
         R_\varepsilon \le \frac{M\,\mathcal L_{\mathrm{align}}}{\varepsilon^2},\qquad
         \mathcal L_{\mathrm{align}} = \mathbb E_x\mathbb E_{x_1,x_2\in A(x)}\|f(x_1)-f(x_2)\|^2 .
 
+    Args:
+        alignment: :math:`\mathcal L_{\mathrm{align}}`, a float or a tensor (one per encoder).
+        n_views: :math:`M`; epsilon: :math:`\varepsilon > 0`.
+
+    Returns:
+        :math:`M\mathcal L_{\mathrm{align}}/\varepsilon^2`, of the type of ``alignment``.
+
     Raises:
         ValueError: if ``alignment < 0``, ``n_views < 1`` or ``epsilon <= 0``.
     """
-    alignment = check_nonnegative("alignment", alignment)
+    alignment = _check_range("alignment", alignment, 0.0)
     _check_int("n_views", n_views, 1)
     epsilon = check_positive("epsilon", epsilon)
     return n_views * alignment / epsilon**2
@@ -702,69 +558,10 @@ def theorem1_bound(sigma: Any, r_epsilon: Any) -> Any:
 SLIDES_RHO_LIMIT = 0.5
 
 
-@dataclass(frozen=True)
-class Theorem1Check:
-    """Theorem 1 evaluated for one encoder and one :math:`\\varepsilon` (all fields are floats/bools).
-
-    ``rho_max``/``threshold`` use the slides' coefficient :math:`c=1`, ``rho_book``/``threshold_book``
-    the book's :math:`c=2`; ``condition_holds`` says the theorem applies: the slides' condition with
-    :math:`\\rho_{\\max}\\le 1/2`, or the book's condition.
-    """
-
-    epsilon: float
-    r_epsilon: float
-    rho_max: float
-    rho_book: float
-    delta_mu: float
-    threshold: float
-    threshold_book: float
-    max_inner_product: float
-    condition_holds: bool
-    bound: float
-
-    @property
-    def margin(self) -> float:
-        """How far the condition is met: ``max(threshold - max mu_k.mu_l`` over the versions that apply)."""
-        slides = self.threshold - self.max_inner_product if self.rho_max <= SLIDES_RHO_LIMIT else -math.inf
-        return max(slides, self.threshold_book - self.max_inner_product)
-
-
 def _max_off_diagonal_inner(centres: torch.Tensor) -> torch.Tensor:
     gram = centres @ centres.transpose(-1, -2)
     eye = torch.eye(gram.shape[-1], dtype=torch.bool, device=gram.device)
     return gram.masked_fill(eye, -math.inf).amax(dim=(-1, -2))
-
-
-def check_theorem1(sigma: float, spread: torch.Tensor, probabilities: torch.Tensor, class_weights: torch.Tensor,
-                   centres: torch.Tensor, r: float, epsilon: float, lipschitz: float = 0.0,
-                   delta: float = 0.0) -> Theorem1Check:
-    r"""Evaluate Theorem 1 (the book's proved versions) for one encoder at one :math:`\varepsilon`.
-
-    Condition: :math:`\max_{k\ne\ell}\mu_k^\top\mu_\ell < r^2(1-\rho_{\max}-\sqrt{2\rho_{\max}}-\Delta_\mu/2)`
-    with the slides' :math:`\rho_{\max}` (:math:`c=1`) when it is at most 1/2, or with the book's
-    (:math:`c=2`); conclusion: :math:`\mathrm{Err}(G_f) \le (1-\sigma) + R_\varepsilon` (``bound``).
-
-    Args:
-        sigma: :math:`\sigma` of a :math:`(\sigma,\delta)`-augmentation.
-        spread: ``(n,)`` :math:`D(x)`; probabilities: ``(n,)`` law of the inputs.
-        class_weights: ``(K,)`` :math:`p_k`; centres: ``(K, d)`` :math:`\mu_k`.
-        r: the norm of :math:`f`; epsilon: :math:`\varepsilon`; lipschitz, delta: :math:`L,\delta`.
-
-    Raises:
-        ValueError: as the helpers it calls.
-    """
-    check_shape("centres", centres, (class_weights.shape[0], None))
-    r_eps = alignment_failure_probability(spread, probabilities, epsilon)
-    p_min = float(class_weights.min())
-    rho_s = rho_max(sigma, r_eps, p_min, r, epsilon, lipschitz, delta, r_coefficient=1)
-    rho_b = rho_max(sigma, r_eps, p_min, r, epsilon, lipschitz, delta, r_coefficient=2)
-    delta_mu = centre_norm_deficit(centres, r)
-    t_s, t_b = divergence_threshold(rho_s, delta_mu, r), divergence_threshold(rho_b, delta_mu, r)
-    max_inner = float(_max_off_diagonal_inner(centres))
-    holds = (max_inner < t_s and rho_s <= SLIDES_RHO_LIMIT) or max_inner < t_b
-    return Theorem1Check(epsilon=float(epsilon), r_epsilon=r_eps, rho_max=rho_s, rho_book=rho_b, delta_mu=delta_mu,
-                         threshold=t_s, threshold_book=t_b, max_inner_product=max_inner, condition_holds=bool(holds),
-                         bound=theorem1_bound(sigma, r_eps))
 
 
 class Theorem1Scan(NamedTuple):
@@ -800,8 +597,8 @@ def theorem1_scan(sigma: float, main_mask: torch.Tensor, spread: torch.Tensor, j
     :math:`R_\varepsilon` is a step function of :math:`\varepsilon` that jumps only at the spreads
     :math:`D(x)`, so these candidates give every distinct value of the bound. For each encoder and
     candidate the scan returns :math:`R_\varepsilon`, both :math:`\rho_{\max}` (:func:`rho_max` with
-    :math:`c = 1, 2`), both thresholds, whether the theorem applies (as in :func:`check_theorem1`),
-    the bound, the measured error and ``certified_error``: the probability of the inputs that
+    :math:`c = 1, 2`), both thresholds, whether the theorem applies (the slides' condition with
+    :math:`\rho_{\max}\le 1/2`, or the book's with :math:`c = 2`), the bound, the measured error and ``certified_error``: the probability of the inputs that
     the proof certifies (in a main part, :math:`D(x)\le\varepsilon`) and that :math:`G_f` misclassifies
     (0 whenever the proof is right).
 
@@ -841,144 +638,6 @@ def theorem1_scan(sigma: float, main_mask: torch.Tensor, spread: torch.Tensor, j
     return Theorem1Scan(epsilon=epsilon, r_epsilon=r_eps, rho_max=rho_s, rho_book=rho_b, threshold=t_s,
                         threshold_book=t_b, delta_mu=delta_mu, max_inner_product=max_inner, condition=condition,
                         bound=theorem1_bound(sigma, r_eps), error=error, certified_error=certified_error)
-
-
-class AdversarialSearch(NamedTuple):
-    """Outcome of :func:`theorem1_adversarial_search` (counts over every configuration evaluated)."""
-
-    r_coefficient: float
-    n_evaluated: int
-    n_condition: int
-    n_violations: int
-    n_violations_rho_le_half: int
-    max_rho_with_condition: float
-    closest_approach: float
-    best_score: float
-
-
-def _chord(angle: torch.Tensor) -> torch.Tensor:
-    return 2 * (angle / 2).sin().abs()
-
-
-def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: int, r_coefficient: float
-                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Evaluate the configurations ``params`` (see :func:`theorem1_adversarial_search`).
-
-    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin)``.
-    Computed parameter by parameter on the transpose of ``params`` (each a contiguous row) and
-    coordinate by coordinate: on ``(n, 11)`` columns, reductions over 2 or 3 entries per row
-    (softmax, sums) are 5-10x slower than the same arithmetic on rows.
-    """
-    k = n_classes
-    cols = params.T.contiguous()  # (dim, n)
-    alpha, beta, gamma = cols[0:3].softmax(dim=0)  # masses of the inputs of class 0
-    weights = cols[3:3 + k].softmax(dim=0)  # (K, n): p_0 .. p_{K-1}
-    theta_b, theta_c, theta_c2 = cols[3 + k], cols[4 + k], cols[5 + k]
-    phi = cols[6 + k:5 + 2 * k]  # (K-1, n) angles of the other classes
-    psi = cols[5 + 2 * k:4 + 3 * k]  # (K-1, n) their spreads
-    epsilon = 2 * cols[4 + 3 * k].sigmoid()
-    shared, moved = beta / n_views, beta * (n_views - 1) / n_views  # views of b at 0 and at theta_b
-    # mu_0 = (alpha + beta/M) e_0 + beta (M-1)/M u(theta_b) + gamma/2 (u(theta_c) + u(theta_c2))
-    mu0_x = (alpha + shared) + moved * theta_b.cos() + (gamma / 2) * (theta_c.cos() + theta_c2.cos())
-    mu0_y = moved * theta_b.sin() + (gamma / 2) * (theta_c.sin() + theta_c2.sin())
-    other_x = ((phi.cos() + (phi + psi).cos()) / 2).T  # (n, K-1)
-    other_y = ((phi.sin() + (phi + psi).sin()) / 2).T
-    centres = torch.stack([torch.cat([mu0_x[:, None], other_x], dim=1),
-                           torch.cat([mu0_y[:, None], other_y], dim=1)], dim=-1)  # (n, K, 2)
-    d_b, d_c, d_other = _chord(theta_b), _chord(theta_c - theta_c2), _chord(psi)
-    r_eps = weights[0] * (beta * (d_b > epsilon) + gamma * (d_c > epsilon)) \
-        + (weights[1:] * (d_other > epsilon)).sum(dim=0)
-    sigma = alpha + beta  # the other classes are their own main parts (sigma_l = 1)
-    rho = rho_max(sigma, r_eps.clamp(0, 1), weights.min(dim=0).values, 1.0, epsilon, r_coefficient=r_coefficient)
-    threshold = divergence_threshold(rho, centre_norm_deficit(centres, 1.0), 1.0)
-    margin = threshold - _max_off_diagonal_inner(centres)
-    # input a (in the main part, all views at angle 0, so D(a) = 0 <= eps): misclassified when
-    # some other centre is at least as close as mu_0
-    dist_0 = (1 - mu0_x).pow(2) + mu0_y.pow(2)
-    dist_other = (1 - other_x).pow(2) + other_y.pow(2)
-    misclassified = dist_0 - dist_other.min(dim=1).values
-    return margin > 0, misclassified, rho, margin
-
-
-def theorem1_adversarial_search(n_configurations: int, generator: torch.Generator, *, r_coefficient: float,
-                                n_classes: int = 2, n_rounds: int = 12, n_restarts: int = 16,
-                                n_views: int = 8, dtype: torch.dtype = torch.float64) -> AdversarialSearch:
-    r"""Search for configurations that break Theorem 1's certificate with coefficient :math:`c`.
-
-    A configuration (``r = 1``, :math:`d = 2`) is a finite instance built to give an adversary the
-    freedom the proof allows. Class 0 has three inputs: *a* (mass :math:`\alpha`, all :math:`M` views
-    embedded at angle 0, so :math:`D(a) = 0`), *b* (mass :math:`\beta`, one view shared with *a*, so
-    :math:`d_A(a, b) = 0`, and :math:`M-1` views at angle :math:`\theta_b`) and *c* (mass
-    :math:`\gamma`, outside the main part :math:`\{a, b\}`, views at two free angles). Every other
-    class :math:`\ell` is one input with views at two free angles. Class weights, masses,
-    angles and :math:`\varepsilon` are free; :math:`\sigma = \alpha+\beta`, :math:`R_\varepsilon`,
-    :math:`\mu_k`, :math:`\Delta_\mu` and the condition (:func:`rho_max` with ``r_coefficient``,
-    :func:`divergence_threshold`) are computed exactly. A *violation* is a configuration where the
-    condition holds and the certified input *a* is misclassified by the nearest-centre rule.
-
-    The search splits ``n_configurations`` into ``n_restarts`` independent populations, draws them
-    at random, then for ``n_rounds`` replaces each population by perturbations (shrinking noise) of
-    its best 5 %. Even populations rank by ``min(condition margin, misclassification margin)``
-    (they approach a violation from both sides), odd ones by the misclassification margin among
-    configurations that meet the condition (they explore the region the theorem covers). Restarts
-    matter: a single population either finds the basin of violations or settles elsewhere.
-
-    Returns:
-        Counts over all evaluated configurations: where the condition holds, violations, violations
-        with :math:`\rho_{\max}\le 1/2`; the largest :math:`\rho_{\max}` with the condition; the
-        *closest approach*, the largest :math:`\|f(a)-\mu_0\|^2-\min_{\ell}\|f(a)-\mu_\ell\|^2`
-        where the condition holds (positive: a violation); the best score.
-
-    Raises:
-        ValueError: for invalid sizes or a negative coefficient.
-    """
-    _check_int("n_configurations", n_configurations, 20)
-    _check_int("n_classes", n_classes, 2)
-    _check_int("n_rounds", n_rounds, 0)
-    _check_int("n_views", n_views, 2)
-    r_coefficient = check_nonnegative("r_coefficient", r_coefficient)
-    _check_int("n_restarts", n_restarts, 1)
-    dim = 5 + 3 * n_classes
-    device = generator.device
-    size = max(20, n_configurations // n_restarts)
-    keep = max(1, size // 20)
-    totals = [0, 0, 0, 0]
-    max_rho, best, closest = -math.inf, -math.inf, -math.inf
-    # independent populations, evolved side by side: (restarts, size, dim)
-    # the random draws in float32 (5x faster than float64 draws on a CPU; the search only needs
-    # random points, and everything is evaluated in ``dtype``)
-    def noise(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator, dtype=torch.float32, device=device).to(dtype)
-
-    params = noise(n_restarts, size, dim) * 2
-    odd = (torch.arange(n_restarts, device=device) % 2 == 1)[:, None]
-    for round_ in range(n_rounds + 1):
-        condition, misclassified, rho, margin = _adversarial_configurations(params.reshape(-1, dim), n_classes,
-                                                                           n_views, r_coefficient)
-        violation = condition & (misclassified > 0)
-        totals[0] += condition.numel()
-        totals[1] += int(condition.sum())
-        totals[2] += int(violation.sum())
-        totals[3] += int((violation & (rho <= SLIDES_RHO_LIMIT)).sum())
-        if bool(condition.any()):
-            max_rho = max(max_rho, float(rho[condition].max()))
-            closest = max(closest, float(misclassified[condition].max()))
-        # even populations approach a violation from both sides (min of the two margins); odd ones
-        # stay inside the condition and get as close to a misclassification as they can
-        both = torch.minimum(margin, misclassified).reshape(n_restarts, size)
-        inside = torch.where(margin > 0, misclassified, margin - 4).reshape(n_restarts, size)
-        score = torch.where(odd, inside, both)
-        best = max(best, float(score.max()))
-        if round_ == n_rounds:
-            break
-        elite = params.gather(1, score.topk(keep, dim=1).indices[..., None].expand(-1, -1, dim))
-        pick = torch.randint(0, keep, (n_restarts, size), generator=generator, device=device)
-        parents = elite.gather(1, pick[..., None].expand(-1, -1, dim))
-        scale = 0.5 * 0.7**round_
-        params = parents + scale * noise(*parents.shape)
-    return AdversarialSearch(r_coefficient=r_coefficient, n_evaluated=totals[0], n_condition=totals[1],
-                             n_violations=totals[2], n_violations_rho_le_half=totals[3],
-                             max_rho_with_condition=max_rho, closest_approach=closest, best_score=best)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1106,30 +765,6 @@ def population_cross_correlation(embeddings: torch.Tensor, augmentation: Rotatio
     return normalized.transpose(-1, -2) @ augmentation.pair_distribution @ normalized
 
 
-def cross_correlation_terms(correlation: torch.Tensor) -> tuple[Any, Any]:
-    r"""Split of the cross-correlation loss: :math:`(\sum_i(1-C_{ii})^2,\ \sum_i\sum_{j\ne i}C_{ij}^2)`.
-
-    The first term vanishes iff every feature is perfectly aligned
-    (:math:`C_{ii} = 1 - \tfrac12\mathbb E(\tilde f_i(x_1)-\tilde f_i(x_2))^2` under the constraint);
-    the second is the regulariser :math:`\mathcal L_{\mathrm{reg}}` (without the weight :math:`\lambda`).
-
-    Floats for a ``(d, d)`` matrix, ``(B,)`` tensors for a ``(B, d, d)`` batch.
-
-    Raises:
-        ValueError: unless ``correlation`` is a square matrix (or a batch of them).
-    """
-    if not isinstance(correlation, torch.Tensor) or correlation.dim() not in (2, 3) \
-            or correlation.shape[-1] != correlation.shape[-2]:
-        raise ValueError(f"correlation must be a square matrix (d, d) or a batch (B, d, d), "
-                         f"got {getattr(correlation, 'shape', None)}")
-    diagonal = correlation.diagonal(dim1=-2, dim2=-1)
-    off = correlation - torch.diag_embed(diagonal)
-    alignment, regulariser = (1 - diagonal).pow(2).sum(dim=-1), off.pow(2).sum(dim=(-1, -2))
-    if correlation.dim() == 2:
-        return float(alignment), float(regulariser)
-    return alignment, regulariser
-
-
 def _log_expm1(z: torch.Tensor) -> torch.Tensor:
     return torch.where(z > 30, z + torch.log1p(-torch.exp(-z)), torch.log(torch.expm1(z.clamp(1e-300, 30))))
 
@@ -1252,310 +887,3 @@ def cross_correlation_divergence_bound(correlation: torch.Tensor, normalized_cen
     return bound.masked_fill(eye, math.inf)
 
 
-# --------------------------------------------------------------------------------------------------
-# Training on the lattice, several encoders at once, with exact diagnostics
-# --------------------------------------------------------------------------------------------------
-
-
-class LatticeEncoders(torch.nn.Module):
-    r"""``B`` independent two-hidden-layer MLPs on the circle, normalised to radius :math:`r`, as one batched model.
-
-    Member :math:`b` computes :math:`f_b(x) = r\,h_b(x)/\|h_b(x)\|` with
-    :math:`h_b = W_3^{(b)}\,\mathrm{SiLU}(W_2^{(b)}\,\mathrm{SiLU}(W_1^{(b)}\phi(x) + c_1^{(b)}) + c_2^{(b)}) + c_3^{(b)}`,
-    where :math:`\phi(x_j) = (\cos 2\pi hj/N, \sin 2\pi hj/N)_{h=1..F}` are the first ``frequencies``
-    harmonics of the lattice point's angle (``F = 1``: its coordinates).
-    The weights of member :math:`b` are drawn with its own generator ``make_generator(seeds[b])``
-    (uniform :math:`\pm 1/\sqrt{\text{fan-in}}`, as PyTorch's default), so a member does not
-    depend on the others; all members train in the same batched matrix products. ``radius`` may be
-    changed during training (a schedule of the inverse temperature).
-
-    Raises:
-        ValueError: for non-positive sizes or radius, or an empty ``seeds``.
-    """
-
-    def __init__(self, seeds: list[int], n_points: int, hidden: int, out_dim: int, radius: float,
-                 frequencies: int = 1, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None) -> None:
-        super().__init__()
-        if not seeds:
-            raise ValueError("seeds must name at least one encoder")
-        _check_int("n_points", n_points, 2)
-        _check_int("hidden", hidden, 0)
-        _check_int("out_dim", out_dim, 1)
-        _check_int("frequencies", frequencies, 1)
-        self.radius = check_positive("radius", radius)
-        angle = 2 * math.pi * torch.arange(n_points, dtype=dtype, device=device) / n_points
-        harmonics = torch.arange(1, frequencies + 1, dtype=dtype, device=device)
-        self.register_buffer("features", torch.cat([torch.cos(angle[:, None] * harmonics),
-                                                    torch.sin(angle[:, None] * harmonics)], dim=1))
-        sizes = [(2 * frequencies, hidden), (hidden, hidden), (hidden, out_dim)]
-        weights: list[list[torch.Tensor]] = [[], [], []]
-        biases: list[list[torch.Tensor]] = [[], [], []]
-        for seed in seeds if hidden else []:
-            generator = make_generator(seed, device if device is not None else "cpu")
-            for i, (fan_in, fan_out) in enumerate(sizes):
-                bound = 1 / math.sqrt(fan_in)
-                w = torch.empty(fan_in, fan_out, dtype=dtype, device=device).uniform_(-bound, bound, generator=generator)
-                c = torch.empty(1, fan_out, dtype=dtype, device=device).uniform_(-bound, bound, generator=generator)
-                weights[i].append(w)
-                biases[i].append(c)
-        if hidden == 0:  # a free embedding of every lattice point
-            tables = [torch.randn(n_points, out_dim, dtype=dtype, device=device,
-                                  generator=make_generator(seed, device if device is not None else "cpu"))
-                      for seed in seeds]
-            self.table = torch.nn.Parameter(torch.stack(tables))
-            self.weights, self.biases = torch.nn.ParameterList(), torch.nn.ParameterList()
-            return
-        self.table = None
-        self.weights = torch.nn.ParameterList([torch.nn.Parameter(torch.stack(w)) for w in weights])
-        self.biases = torch.nn.ParameterList([torch.nn.Parameter(torch.stack(c)) for c in biases])
-
-    @property
-    def n_models(self) -> int:
-        return int((self.table if self.table is not None else self.weights[0]).shape[0])
-
-    def forward(self, indices: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` (shared) or ``(B, n)`` lattice indices to ``(B, n, out_dim)`` embeddings of norm ``radius``."""
-        if self.table is not None:
-            rows = torch.arange(self.n_models, device=indices.device).reshape(-1, *([1] * max(indices.dim(), 1)))
-            out = self.table[rows, indices] if indices.dim() > 1 else self.table[:, indices]
-            return self.radius * F.normalize(out, dim=-1)
-        h = F.silu(self.features[indices] @ self.weights[0] + self.biases[0])
-        h = F.silu(h @ self.weights[1] + self.biases[1])
-        return self.radius * F.normalize(h @ self.weights[2] + self.biases[2], dim=-1)
-
-
-@dataclass(frozen=True)
-class LatticeDiagnostics:
-    """Exact population quantities of ``B`` encoders on the lattice (see :func:`lattice_diagnostics`).
-
-    Tensor fields have a leading dimension ``B``: embeddings ``(B, N, d)``, centres and normalised
-    centres ``(B, K, d)``, spread and predictions ``(B, N)``, error ``(B,)``, correlation ``(B, d, d)``;
-    ``info_nce`` holds ``(B,)`` tensors.
-    """
-
-    step: int
-    radius: float
-    embeddings: torch.Tensor
-    centres: torch.Tensor
-    normalized_centres: torch.Tensor
-    spread: torch.Tensor
-    predictions: torch.Tensor
-    error: torch.Tensor
-    info_nce: InfoNCEDecomposition
-    correlation: torch.Tensor
-
-    @property
-    def max_inner_product(self) -> torch.Tensor:
-        """``(B,)`` :math:`\\max_{k\\ne\\ell}\\mu_k^\\top\\mu_\\ell`, the divergence of the class centres."""
-        return _max_off_diagonal_inner(self.centres)
-
-
-def lattice_diagnostics(encoders: LatticeEncoders, augmentation: RotationAugmentation, step: int = 0
-                        ) -> LatticeDiagnostics:
-    r"""Embed every lattice point by every encoder and compute, exactly: :math:`\mu_k`, :math:`\tilde\mu_k`,
-    :math:`D(x)`, :math:`G_f`, :math:`\mathrm{Err}(G_f)`, the InfoNCE split and the cross-correlation
-    matrix :math:`C`, each with a leading dimension ``B``."""
-    data = augmentation.data
-    with torch.no_grad():
-        f = encoders(torch.arange(data.n_points, device=data.weights.device)).to(data.weights.dtype)
-        f = encoders.radius * F.normalize(f, dim=-1)  # exactly on the sphere in the data's precision
-    centres = class_centres(f, augmentation.class_view_distributions)
-    normalized = class_centres(second_moment_normalize(f, augmentation.view_marginal),
-                               augmentation.class_view_distributions)
-    spread = augmentation_spread(f[:, augmentation.view_indices])
-    predictions = nearest_centre_predict(f, centres)
-    return LatticeDiagnostics(step=step, radius=encoders.radius, embeddings=f, centres=centres,
-                              normalized_centres=normalized, spread=spread, predictions=predictions,
-                              error=nearest_centre_error(predictions, data.joint()),
-                              info_nce=population_info_nce(f, augmentation),
-                              correlation=population_cross_correlation(f, augmentation))
-
-
-def _adam_cosine_step(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...], first: list[torch.Tensor],
-                      second: list[torch.Tensor], step: int, steps: int, lr: float) -> None:
-    """Step ``step`` (1-based) of ``steps`` of Adam with cosine-decayed learning rate, in place.
-
-    The update of ``torch.optim.Adam`` (betas 0.9, 0.999, eps 1e-8; Kingma & Ba 2015, Algorithm 1)
-    at the rate ``lr (1 + cos(pi (step - 1) / steps)) / 2`` of ``CosineAnnealingLR`` (the tests
-    compare the two). The same elementwise operations on all tensors at once (``torch._foreach_*``,
-    as ``torch.optim.Adam(foreach=True)``): 8 calls a step instead of 5 per tensor.
-    """
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    rate = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
-    bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-    with torch.no_grad():
-        torch._foreach_mul_(first, beta1)
-        torch._foreach_add_(first, grads, alpha=1 - beta1)
-        torch._foreach_mul_(second, beta2)
-        torch._foreach_addcmul_(second, grads, grads, value=1 - beta2)
-        denominator = torch._foreach_sqrt(second)
-        torch._foreach_div_(denominator, math.sqrt(bias2))
-        torch._foreach_add_(denominator, eps)
-        torch._foreach_addcdiv_(params, first, denominator, value=-rate / bias1)
-
-
-def _silu_derivative(a: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(a)
-    return s * (1 + a * (1 - s))
-
-
-def _loss_and_embedding_gradient(z1: torch.Tensor, z2: torch.Tensor, loss: str, lam: float, off: torch.Tensor,
-                                 with_value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    r"""The training loss of each member (``(B,)``; ``None`` unless ``with_value``) and its gradients in
-    ``z1``, ``z2`` (``(B, n, d)``).
-
-    InfoNCE (:func:`one_negative_info_nce`): with :math:`S = z_1z_2^\top`,
-    :math:`P_{ij}=\sigma(S_{ij}-S_{ii})/(n(n-1))` off the diagonal, :math:`\partial\mathcal L/\partial S
-    = P-\operatorname{diag}(P\mathbf 1)`. Cross-correlation with the second-moment constraint: with
-    :math:`s` the root mean square of each coordinate over both views, :math:`y=z/s`,
-    :math:`C=y_1^\top y_2/n` and :math:`G=\partial\mathcal L/\partial C`, the gradient in :math:`y` is
-    :math:`(y_2G^\top, y_1G)/n` and in :math:`z`, :math:`g_y/s-z\,\sum_i g_{y,i}z_i/(2n\,s^3)`.
-    (The tests compare both with autograd.)
-    """
-    n = z1.shape[-2]
-    if loss == "info_nce":
-        scores = z1 @ z2.transpose(-1, -2)
-        logits = scores - scores.diagonal(dim1=-2, dim2=-1)[..., None]
-        value = (F.softplus(logits) * off).sum(dim=(-1, -2)) / (n * (n - 1)) if with_value else None
-        weight = torch.sigmoid(logits) * off / (n * (n - 1))
-        grad_scores = weight - torch.diag_embed(weight.sum(dim=-1))
-        return value, grad_scores @ z2, grad_scores.transpose(-1, -2) @ z1
-    both = torch.cat([z1, z2], dim=-2)
-    scale = both.pow(2).mean(dim=-2, keepdim=True).sqrt()
-    y1, y2 = z1 / scale, z2 / scale
-    c = y1.transpose(-1, -2) @ y2 / n
-    diagonal = c.diagonal(dim1=-2, dim2=-1)
-    value = (1 - diagonal).pow(2).sum(dim=-1) + lam * (c * off).pow(2).sum(dim=(-1, -2)) if with_value else None
-    grad_c = 2 * lam * c * off - torch.diag_embed(2 * (1 - diagonal))
-    grad_y = torch.cat([y2 @ grad_c.transpose(-1, -2), y1 @ grad_c], dim=-2) / n
-    grad_z = grad_y / scale - both * (grad_y * both).sum(dim=-2, keepdim=True) / (2 * n * scale**3)
-    return value, grad_z[..., :n, :], grad_z[..., n:, :]
-
-
-def _training_value_and_grads(encoders: "LatticeEncoders", views: torch.Tensor, loss: str, lam: float,
-                              off: torch.Tensor, with_value: bool = True
-                              ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    r"""Summed loss of the members on the views ``(B, 2n)`` (first view of each input, then the second;
-    ``None`` unless ``with_value``: training needs only the gradients) and its gradients in
-    ``encoders.parameters()`` order (weights, then biases), by hand.
-
-    The forward pass of :meth:`LatticeEncoders.forward` with its derivatives written out
-    (:math:`\mathrm{SiLU}'(a)=s(1+a(1-s))`, :math:`s=\sigma(a)`; for :math:`z=r\,a/\|a\|`,
-    :math:`g_a=r(g_z-u\,u^\top g_z)/\|a\|`, :math:`u=a/\|a\|`): no autograd graph, which on these
-    small matrices costs more than the arithmetic. The tests compare it with autograd.
-    """
-    (w1, w2, w3), (c1, c2, c3) = list(encoders.weights), list(encoders.biases)
-    with torch.no_grad():
-        x = encoders.features[views]
-        a1 = x @ w1 + c1
-        h1 = F.silu(a1)
-        a2 = h1 @ w2 + c2
-        h2 = F.silu(a2)
-        a3 = h2 @ w3 + c3
-        norm = a3.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
-        unit = a3 / norm
-        n = views.shape[-1] // 2
-        z = encoders.radius * unit
-        value, g1, g2 = _loss_and_embedding_gradient(z[..., :n, :], z[..., n:, :], loss, lam, off, with_value)
-        grad_z = torch.cat([g1, g2], dim=-2)
-        grad_a3 = encoders.radius * (grad_z - unit * (unit * grad_z).sum(dim=-1, keepdim=True)) / norm
-        grad_a2 = (grad_a3 @ w3.transpose(-1, -2)) * _silu_derivative(a2)
-        grad_a1 = (grad_a2 @ w2.transpose(-1, -2)) * _silu_derivative(a1)
-        grads = [x.transpose(-1, -2) @ grad_a1, h1.transpose(-1, -2) @ grad_a2, h2.transpose(-1, -2) @ grad_a3,
-                 grad_a1.sum(dim=-2, keepdim=True), grad_a2.sum(dim=-2, keepdim=True),
-                 grad_a3.sum(dim=-2, keepdim=True)]
-    return (value.sum() if with_value else None), grads
-
-
-def train_lattice_encoders(
-    augmentation: RotationAugmentation,
-    loss: Literal["info_nce", "cross_correlation"],
-    *,
-    seeds: list[int],
-    radius: float,
-    steps: int,
-    generator: torch.Generator,
-    radius_start: float | None = None,
-    out_dim: int = 2,
-    hidden: int = 64,
-    frequencies: int = 1,
-    batch_size: int = 256,
-    train_dtype: torch.dtype | None = None,
-    lr: float = 1e-2,
-    lambda_offdiag: float = 1.0,
-    n_checkpoints: int = 10,
-    progress: bool = False,
-) -> tuple[LatticeEncoders, list[LatticeDiagnostics]]:
-    r"""Train ``len(seeds)`` encoders at once (:class:`LatticeEncoders`) with Adam and cosine decay.
-
-    At each step every encoder draws its own ``batch_size`` inputs (from ``generator``) and two
-    independent views of each, and minimises :func:`one_negative_info_nce` (``loss="info_nce"``) or
-    Huang et al.'s cross-correlation loss :math:`\sum_i(1-C_{ii})^2 + \lambda\sum_{i\ne j}C_{ij}^2`
-    with the second-moment constraint (``loss="cross_correlation"``: :func:`second_moment_normalize`
-    over both views of its batch, :math:`C = \tilde z_1^\top\tilde z_2/n`). The losses of the members
-    are summed; their parameters are disjoint, so each member follows its own gradient (Adam is
-    elementwise). The radius grows linearly from ``radius_start`` to ``radius`` over the first 70%
-    of the steps (a temperature schedule: with :math:`\|f\| = r` the one-negative InfoNCE has
-    inverse temperature :math:`r^2`), then stays. ``train_dtype`` (default: the data's) sets the
-    precision of training; the diagnostics are always computed in the data's precision.
-
-    Returns:
-        The encoders and the exact diagnostics at ``n_checkpoints + 1`` evenly spaced steps (from 0).
-
-    Raises:
-        ValueError: for an unknown ``loss`` or invalid sizes.
-    """
-    if loss not in ("info_nce", "cross_correlation"):
-        raise ValueError(f"loss must be 'info_nce' or 'cross_correlation', got {loss!r}")
-    _check_int("steps", steps, 1)
-    _check_int("batch_size", batch_size, 2)
-    _check_int("n_checkpoints", n_checkpoints, 1)
-    lam = check_nonnegative("lambda_offdiag", lambda_offdiag)
-    radius = check_positive("radius", radius)
-    start = radius if radius_start is None else check_positive("radius_start", radius_start)
-    data = augmentation.data
-    device = data.weights.device
-    dtype = train_dtype if train_dtype is not None else data.weights.dtype
-    encoders = LatticeEncoders(list(seeds), data.n_points, hidden, out_dim, start, frequencies=frequencies,
-                               dtype=dtype, device=device)
-    lr = check_positive("lr", lr)
-    # Adam (Kingma & Ba 2015, Algorithm 1; default betas and epsilon, in torch.optim.Adam's order
-    # of operations) with cosine decay of the learning rate over ``steps`` (torch's
-    # CosineAnnealingLR, eta_min = 0), written out: constructing torch.optim.Adam imports
-    # torch._dynamo, about 1 s of a chapter's budget on a 2-core machine (2 s under cProfile).
-    params = list(encoders.parameters())
-    first = [torch.zeros_like(q) for q in params]
-    second = [torch.zeros_like(q) for q in params]
-    n_models = encoders.n_models
-    off = ~torch.eye(out_dim, dtype=torch.bool, device=device)
-    checkpoints = {round(i * steps / n_checkpoints) for i in range(n_checkpoints + 1)}
-    history = [lattice_diagnostics(encoders, augmentation, 0)]
-    iterator = progress_bar(range(1, steps + 1), desc=f"training ({loss})", disable=None if progress else True)
-    law = data.marginal().expand(n_models, -1)  # what data.sample draws from, built once
-    by_hand = encoders.table is None  # the MLP: gradients by hand; a free table: autograd
-    off_batch = ~torch.eye(batch_size, dtype=torch.bool, device=device)
-    for step in iterator:
-        encoders.radius = start + (radius - start) * min(1.0, step / (0.7 * steps))
-        indices = torch.multinomial(law, batch_size, replacement=True, generator=generator)
-        views = torch.cat([augmentation.sample_views(indices, generator),
-                           augmentation.sample_views(indices, generator)], dim=-1)
-        if by_hand:
-            _, grads = _training_value_and_grads(encoders, views, loss, lam,
-                                                 off if loss != "info_nce" else off_batch, with_value=False)
-        else:
-            z = encoders(views)
-            z1, z2 = z[..., :batch_size, :], z[..., batch_size:, :]
-            if loss == "info_nce":
-                value = one_negative_info_nce(z1, z2).sum()
-            else:
-                scale = torch.cat([z1, z2], dim=1).pow(2).mean(dim=1, keepdim=True).sqrt()
-                c = (z1 / scale).transpose(-1, -2) @ (z2 / scale) / batch_size
-                diagonal = c.diagonal(dim1=-2, dim2=-1)
-                value = ((1 - diagonal).pow(2).sum() + lam * (c * off).pow(2).sum())
-            grads = list(torch.autograd.grad(value, params))
-        _adam_cosine_step(params, grads, first, second, step, steps, lr)
-        if step in checkpoints:
-            history.append(lattice_diagnostics(encoders, augmentation, step))
-    check_finite("final embeddings", history[-1].embeddings)
-    return encoders, history

@@ -1,0 +1,162 @@
+r"""Search for finite configurations that break the certificate of Theorem 1's proof (Huang et al. 2023).
+
+The proof of Theorem 1 (:mod:`clkit.generalization`, the book's reconstruction) shows more than the
+theorem: under the condition, every *certified* input (in a main part, with spread
+:math:`D(x)\le\varepsilon`) is classified correctly. :func:`theorem1_adversarial_search` attacks that
+certificate with an evolutionary search over small planar configurations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from ._validation import check_nonnegative
+from .generalization import (
+    SLIDES_RHO_LIMIT,
+    _check_int,
+    _max_off_diagonal_inner,
+    centre_norm_deficit,
+    divergence_threshold,
+    rho_max,
+)
+
+__all__ = ["AdversarialSearch", "theorem1_adversarial_search"]
+
+
+class AdversarialSearch(NamedTuple):
+    """Outcome of :func:`theorem1_adversarial_search` (counts over every configuration evaluated)."""
+
+    r_coefficient: float
+    n_evaluated: int
+    n_condition: int
+    n_violations: int
+    n_violations_rho_le_half: int
+    max_rho_with_condition: float
+    closest_approach: float
+    best_score: float
+
+
+def _chord(angle: torch.Tensor) -> torch.Tensor:
+    return 2 * (angle / 2).sin().abs()
+
+
+def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: int, r_coefficient: float
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evaluate the configurations ``params`` (see :func:`theorem1_adversarial_search`).
+
+    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin)``.
+    Each parameter is a row of the transpose of ``params`` (the reductions run over rows).
+    """
+    k = n_classes
+    cols = params.T.contiguous()  # (dim, n)
+    alpha, beta, gamma = cols[0:3].softmax(dim=0)  # masses of the inputs of class 0
+    weights = cols[3:3 + k].softmax(dim=0)  # (K, n): p_0 .. p_{K-1}
+    theta_b, theta_c, theta_c2 = cols[3 + k], cols[4 + k], cols[5 + k]
+    phi = cols[6 + k:5 + 2 * k]  # (K-1, n) angles of the other classes
+    psi = cols[5 + 2 * k:4 + 3 * k]  # (K-1, n) their spreads
+    epsilon = 2 * cols[4 + 3 * k].sigmoid()
+    shared, moved = beta / n_views, beta * (n_views - 1) / n_views  # views of b at 0 and at theta_b
+    # mu_0 = (alpha + beta/M) e_0 + beta (M-1)/M u(theta_b) + gamma/2 (u(theta_c) + u(theta_c2))
+    mu0_x = (alpha + shared) + moved * theta_b.cos() + (gamma / 2) * (theta_c.cos() + theta_c2.cos())
+    mu0_y = moved * theta_b.sin() + (gamma / 2) * (theta_c.sin() + theta_c2.sin())
+    other_x = ((phi.cos() + (phi + psi).cos()) / 2).T  # (n, K-1)
+    other_y = ((phi.sin() + (phi + psi).sin()) / 2).T
+    centres = torch.stack([torch.cat([mu0_x[:, None], other_x], dim=1),
+                           torch.cat([mu0_y[:, None], other_y], dim=1)], dim=-1)  # (n, K, 2)
+    d_b, d_c, d_other = _chord(theta_b), _chord(theta_c - theta_c2), _chord(psi)
+    r_eps = weights[0] * (beta * (d_b > epsilon) + gamma * (d_c > epsilon)) \
+        + (weights[1:] * (d_other > epsilon)).sum(dim=0)
+    sigma = alpha + beta  # the other classes are their own main parts (sigma_l = 1)
+    rho = rho_max(sigma, r_eps.clamp(0, 1), weights.min(dim=0).values, 1.0, epsilon, r_coefficient=r_coefficient)
+    threshold = divergence_threshold(rho, centre_norm_deficit(centres, 1.0), 1.0)
+    margin = threshold - _max_off_diagonal_inner(centres)
+    # input a (in the main part, all views at angle 0, so D(a) = 0 <= eps): misclassified when
+    # some other centre is at least as close as mu_0
+    dist_0 = (1 - mu0_x).pow(2) + mu0_y.pow(2)
+    dist_other = (1 - other_x).pow(2) + other_y.pow(2)
+    misclassified = dist_0 - dist_other.min(dim=1).values
+    return margin > 0, misclassified, rho, margin
+
+
+def theorem1_adversarial_search(n_configurations: int, generator: torch.Generator, *, r_coefficient: float,
+                                n_classes: int = 2, n_rounds: int = 12, n_restarts: int = 16,
+                                n_views: int = 8, dtype: torch.dtype = torch.float64) -> AdversarialSearch:
+    r"""Search for configurations that break Theorem 1's certificate with coefficient :math:`c`.
+
+    A configuration (``r = 1``, :math:`d = 2`) is a finite instance built to give an adversary the
+    freedom the proof allows. Class 0 has three inputs: *a* (mass :math:`\alpha`, all :math:`M` views
+    embedded at angle 0, so :math:`D(a) = 0`), *b* (mass :math:`\beta`, one view shared with *a*, so
+    :math:`d_A(a, b) = 0`, and :math:`M-1` views at angle :math:`\theta_b`) and *c* (mass
+    :math:`\gamma`, outside the main part :math:`\{a, b\}`, views at two free angles). Every other
+    class :math:`\ell` is one input with views at two free angles. Class weights, masses,
+    angles and :math:`\varepsilon` are free; :math:`\sigma = \alpha+\beta`, :math:`R_\varepsilon`,
+    :math:`\mu_k`, :math:`\Delta_\mu` and the condition (:func:`rho_max` with ``r_coefficient``,
+    :func:`divergence_threshold`) are computed exactly. A *violation* is a configuration where the
+    condition holds and the certified input *a* is misclassified by the nearest-centre rule.
+
+    The search splits ``n_configurations`` into ``n_restarts`` independent populations, draws them
+    at random, then for ``n_rounds`` replaces each population by perturbations (shrinking noise) of
+    its best 5 %. Even populations rank by ``min(condition margin, misclassification margin)``
+    (they approach a violation from both sides), odd ones by the misclassification margin among
+    configurations that meet the condition (they explore the region the theorem covers). Restarts
+    matter: a single population either finds the basin of violations or settles elsewhere.
+
+    Returns:
+        Counts over all evaluated configurations: where the condition holds, violations, violations
+        with :math:`\rho_{\max}\le 1/2`; the largest :math:`\rho_{\max}` with the condition; the
+        *closest approach*, the largest :math:`\|f(a)-\mu_0\|^2-\min_{\ell}\|f(a)-\mu_\ell\|^2`
+        where the condition holds (positive: a violation); the best score.
+
+    Raises:
+        ValueError: for invalid sizes or a negative coefficient.
+    """
+    _check_int("n_configurations", n_configurations, 20)
+    _check_int("n_classes", n_classes, 2)
+    _check_int("n_rounds", n_rounds, 0)
+    _check_int("n_views", n_views, 2)
+    r_coefficient = check_nonnegative("r_coefficient", r_coefficient)
+    _check_int("n_restarts", n_restarts, 1)
+    dim = 5 + 3 * n_classes
+    device = generator.device
+    size = max(20, n_configurations // n_restarts)
+    keep = max(1, size // 20)
+    totals = [0, 0, 0, 0]
+    max_rho, best, closest = -math.inf, -math.inf, -math.inf
+    # independent populations, evolved side by side: (restarts, size, dim)
+    # random draws in float32, evaluated in ``dtype``
+    def noise(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float32, device=device).to(dtype)
+
+    params = noise(n_restarts, size, dim) * 2
+    odd = (torch.arange(n_restarts, device=device) % 2 == 1)[:, None]
+    for round_ in range(n_rounds + 1):
+        condition, misclassified, rho, margin = _adversarial_configurations(params.reshape(-1, dim), n_classes,
+                                                                           n_views, r_coefficient)
+        violation = condition & (misclassified > 0)
+        totals[0] += condition.numel()
+        totals[1] += int(condition.sum())
+        totals[2] += int(violation.sum())
+        totals[3] += int((violation & (rho <= SLIDES_RHO_LIMIT)).sum())
+        if bool(condition.any()):
+            max_rho = max(max_rho, float(rho[condition].max()))
+            closest = max(closest, float(misclassified[condition].max()))
+        # even populations approach a violation from both sides (min of the two margins); odd ones
+        # stay inside the condition and get as close to a misclassification as they can
+        both = torch.minimum(margin, misclassified).reshape(n_restarts, size)
+        inside = torch.where(margin > 0, misclassified, margin - 4).reshape(n_restarts, size)
+        score = torch.where(odd, inside, both)
+        best = max(best, float(score.max()))
+        if round_ == n_rounds:
+            break
+        elite = params.gather(1, score.topk(keep, dim=1).indices[..., None].expand(-1, -1, dim))
+        pick = torch.randint(0, keep, (n_restarts, size), generator=generator, device=device)
+        parents = elite.gather(1, pick[..., None].expand(-1, -1, dim))
+        scale = 0.5 * 0.7**round_
+        params = parents + scale * noise(*parents.shape)
+    return AdversarialSearch(r_coefficient=r_coefficient, n_evaluated=totals[0], n_condition=totals[1],
+                             n_violations=totals[2], n_violations_rho_le_half=totals[3],
+                             max_rho_with_condition=max_rho, closest_approach=closest, best_score=best)
+
