@@ -777,6 +777,64 @@ class LatentPatternModel:
         diff = m[..., :, None, :] - m[..., None, :, :]
         return 0.5 * torch.einsum("...kl,...kli,...klj->...ij", weights, diff, diff)
 
+    def gate_jacobians(self, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+        r"""Derivatives of the gated means along the sphere, :math:`dm_k = J_k\,u` for a tangent
+        :math:`u\perp w` (proof of Lemma ``lem-rho-bound`` of chapter ``04_alpha_cl``): ReLU
+
+        .. math:: J_k = \varphi(a_k)\Big(\frac{P\mu_k\mu_k^\top P}{\sigma} + \sigma P\Big),
+            \qquad P = I-\hat w\hat w^\top,\ a_k=\hat w^\top\mu_k/\sigma,
+
+        symmetric positive semi-definite with :math:`\hat w^\top J_k = 0`; linear: :math:`J_k=0`.
+
+        Args:
+            w: ``(d,)`` or ``(K, d)`` (normalised here); activation: ``"linear"``/``"relu"``.
+
+        Returns:
+            ``(G, d, d)``, or ``(K, G, d, d)``.
+
+        Raises:
+            ValueError: for a bad ``w`` or activation.
+        """
+        _check_activation(activation)
+        w = self._units(w)
+        mu, s = self.patterns, self.sigma
+        eye = torch.eye(self.dim, dtype=mu.dtype, device=mu.device)
+        proj = eye - w[..., :, None] * w[..., None, :]  # (..., d, d)
+        if activation == "linear":
+            return torch.zeros(*w.shape[:-1], mu.shape[0], self.dim, self.dim, dtype=mu.dtype, device=mu.device)
+        pm = torch.einsum("...ij,kj->...ki", proj, mu)  # (..., G, d): P mu_k
+        pdf = _std_normal_pdf(w @ mu.T / s)  # (..., G)
+        return pdf[..., None, None] * (pm[..., :, None] * pm[..., None, :] / s + s * proj[..., None, :, :])
+
+    def uniform_roughness_matrix(self, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+        r"""For uniform α, the derivative :math:`B` of :math:`v\mapsto A(v)\hat w` along the sphere at
+        :math:`\hat w` (its :math:`B_E = BE`; Proposition ``prop-uniform-b`` of chapter ``04_alpha_cl``):
+
+        .. math:: B = \sum_k p_k\,(g_k-\bar g)\,J_k,\qquad g_k = \hat w^\top m_k
+            = \mathbb E[h(\hat w^\top x)\mid k],\quad \bar g=\sum_k p_kg_k,
+
+        with :math:`J_k` from :meth:`gate_jacobians`; symmetric, and :math:`\|B\| = \rho(\hat w)`
+        on tangent vectors.
+
+        Args:
+            w: ``(d,)`` or ``(K, d)`` (normalised here); activation: ``"linear"``/``"relu"``.
+
+        Returns:
+            ``(d, d)``, or ``(K, d, d)``.
+
+        Raises:
+            ValueError: for a bad ``w`` or activation.
+        """
+        weights = self.uniform_gate_weights(w, activation)
+        return torch.einsum("...k,...kij->...ij", weights, self.gate_jacobians(w, activation))
+
+    def uniform_gate_weights(self, w: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+        r"""The weights :math:`p_k(g_k-\bar g)` of :meth:`uniform_roughness_matrix`, ``(G,)`` or
+        ``(K, G)``: :math:`g_k = \hat w^\top m_k`, :math:`\bar g = \sum_k p_k g_k`. Arguments and errors
+        as :meth:`gated_means`."""
+        g = (self.gated_means(w, activation) * self._units(w)[..., None, :]).sum(-1)  # (..., G)
+        return self.probs * (g - (g * self.probs).sum(-1, keepdim=True))
+
     def expected_empirical_matrix(
         self, w: torch.Tensor, n: int, activation: str = "relu", tau: float | None = None
     ) -> torch.Tensor:

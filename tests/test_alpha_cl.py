@@ -498,3 +498,20 @@ def test_newton_jacobian_by_differences_matches_autograd(tau: float | None):
     w = w / w.norm(dim=1, keepdim=True)
     by_differences = _flow_jacobian_differences(fn, w, clkit.tangent_bases(w))
     torch.testing.assert_close(by_differences, clkit.flow_jacobian(fn, w), rtol=0, atol=1e-8)
+
+
+def test_gate_jacobians_match_autograd_and_uniform_b_matches_the_numpy_derivative():
+    model = _pattern_model()
+    w = torch.randn(5, 4, dtype=DTYPE, generator=_gen(34))
+    w = w / w.norm(dim=1, keepdim=True)
+    jk = model.gate_jacobians(w)
+    b = model.uniform_roughness_matrix(w)
+    assert jk.shape == (5, 3, 4, 4) and b.shape == (5, 4, 4)
+    for k in range(5):
+        basis = clkit.tangent_bases(w[k][None])[0]
+        jac = torch.autograd.functional.jacobian(lambda v: model.gated_means(v / v.norm()), w[k])  # (G, d, d)
+        torch.testing.assert_close(jk[k] @ basis, jac @ basis, rtol=0, atol=1e-12)
+        assert float(torch.linalg.eigvalsh(jk[k]).min()) > -1e-14  # positive semi-definite
+        np.testing.assert_allclose((b[k] @ basis).numpy(), _analytic_b(model, w[k], None) @ basis.numpy(), atol=1e-12)
+        torch.testing.assert_close(b[k], model.uniform_roughness_matrix(w[k]))
+    assert float(model.gate_jacobians(w, "linear").abs().max()) == 0.0

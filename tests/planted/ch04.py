@@ -48,6 +48,18 @@ def _eigengap_smallest_other(original: Callable[..., Any]) -> Callable[..., Any]
     return wrong
 
 
+def _uniform_b_without_mean(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrong(self: Any, w: Any, activation: str = "relu") -> Any:
+        import torch
+
+        w_hat = w / w.norm(dim=-1, keepdim=True)
+        g = (self.gated_means(w, activation) * w_hat[..., None, :]).sum(-1)
+        weights = self.probs * g  # p_k g_k: the mean g-bar dropped
+        return torch.einsum("...k,...kij->...ij", weights, self.gate_jacobians(w, activation))
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="04-uniform-mean-half-variance", chapter="04_alpha_cl",
                  target="clkit.alpha_cl.uniform_alpha_expected_covariance",
@@ -77,4 +89,8 @@ PLANTED: list[PlantedError] = [
                  target="clkit.alpha_cl.eigengap",
                  description="eigengap against the smallest other eigenvalue (an optimistic condition)",
                  make=_eigengap_smallest_other),
+    PlantedError(id="04-uniform-b-drops-mean", chapter="04_alpha_cl",
+                 target="clkit.alpha_cl.LatentPatternModel.uniform_roughness_matrix",
+                 description="B = sum_k p_k g_k J_k for uniform alpha: the mean g-bar dropped",
+                 make=_uniform_b_without_mean),
 ]
