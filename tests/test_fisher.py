@@ -25,6 +25,31 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
+def _lbfgs(loss, initial, *, gtol):
+    """Independent route: scipy's L-BFGS-B on ``loss(*matrices)`` (autograd gradient), flattened.
+
+    Returns ``(matrices, result)`` with scipy's ``OptimizeResult`` (``jac``, ``fun``).
+    """
+    shapes, sizes = [t.shape for t in initial], [t.numel() for t in initial]
+
+    def unpack(vector):
+        flat = torch.as_tensor(vector, dtype=F64)
+        return [p.reshape(s).requires_grad_(True) for p, s in zip(flat.split(sizes), shapes)]
+
+    def value_and_grad(vector):
+        params = unpack(vector)
+        value = loss(*params)
+        grads = torch.autograd.grad(value, params)
+        return float(value.detach()), torch.cat([g.reshape(-1) for g in grads]).numpy()
+
+    x0 = torch.cat([t.detach().reshape(-1) for t in initial]).numpy()
+    result = scipy.optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B",
+                                     options={"gtol": gtol, "ftol": float(np.finfo(np.float64).eps),
+                                              "maxiter": 20_000, "maxcor": 30})
+    return tuple(p.detach() for p in unpack(result.x)), result
+
+
+
 def _mixture(k: int = 3, d: int = 5, seed: int = 0, centred: bool = False) -> clkit.GaussianMixture:
     g = torch.Generator().manual_seed(seed)
     weights = torch.arange(1, k + 1, dtype=F64)
@@ -234,7 +259,7 @@ def test_kkt_certificate_on_an_explicit_pair():
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_analytic_gradient_and_hessian_match_autograd(k):
-    from clkit.fisher import _info_nce_derivatives, _symmetric_basis
+    from clkit.population_solvers import _info_nce_derivatives, _symmetric_basis
 
     mix = _mixture(k=k, d=3, seed=33)
     m = 0.05 * torch.eye(3, dtype=F64) + 0.02 * torch.ones(3, 3, dtype=F64)
@@ -341,7 +366,7 @@ def test_clip_newton_in_n_matches_lbfgs_and_lies_in_the_fisher_subspaces():
     n_star, grad, _ = clkit.minimize_clip_n(mv, mt, 30)
     assert float(grad.abs().max()) < 1e-12
     init = (0.1 * torch.ones(3, 3, dtype=F64),)
-    (n_lbfgs,), res = clkit.minimize_population_loss(
+    (n_lbfgs,), res = _lbfgs(
         lambda n: clkit.population_clip_loss_n(n, mv, mt, 30), init, gtol=1e-11)
     assert np.abs(res.jac).max() < 1e-9  # strictly convex in N: L-BFGS converges too
     assert float((n_lbfgs - n_star).norm() / n_star.norm()) < 1e-7
@@ -403,7 +428,6 @@ def test_clip_loss_is_symmetric_in_the_modalities_and_matches_monte_carlo():
         (lambda m: clkit.fisher_subspace(m.weights, torch.zeros(3, 5, dtype=F64), m.covariances[0]), "means"),
         (lambda m: clkit.spectral_subspace(m, 0), "r"),
         (lambda m: clkit.gauss_hermite_grid(-1, 3), "dim"),
-        (lambda m: clkit.minimize_population_loss(lambda a: a.sum(), ()), "initial"),
         (lambda m: clkit.population_info_nce_m(torch.eye(4, dtype=F64), m, 1.0), "m"),
         (lambda m: clkit.expected_log_sum_exp(m.weights, torch.zeros(2, 2, dtype=F64), torch.eye(3, dtype=F64)), "g"),
         (lambda m: clkit.minimize_info_nce_psd(m, 1.0, barriers=(1e-4, 1e-2)), "barriers"),
@@ -477,7 +501,7 @@ def test_minibatch_training_converges_to_the_full_batch_minimiser_when_batches_a
     def loss(a):
         return clkit.pair_info_nce(x @ a, x_hat @ a)
 
-    (a_star,), _ = clkit.minimize_population_loss(loss, (a0,), gtol=1e-10)
+    (a_star,), _ = _lbfgs(loss, (a0,), gtol=1e-10)
     a_fn, _ = clkit.train_pair_info_nce_minibatch(x, x_hat, a0, batch_size=x.shape[0], epochs=400, lr=0.05,
                                                   generator=_gen(2))
     assert float(clkit.principal_angles(a_fn, a_star).max()) < 1e-4
@@ -534,7 +558,7 @@ def test_batched_minibatch_training_follows_each_unbatched_run():
 
 
 def test_batched_pair_info_nce_gradient_by_hand_matches_autograd_per_set():
-    from clkit.fisher import _batched_pair_info_nce_gradient
+    from clkit.infonce_training import _batched_pair_info_nce_gradient
 
     sets = [_pairs(n=24, seed=60 + s) for s in range(3)]
     x = torch.stack([p[0] for p in sets])
@@ -548,7 +572,7 @@ def test_batched_pair_info_nce_gradient_by_hand_matches_autograd_per_set():
 
 
 def test_rank_one_newton_derivatives_match_autograd_and_its_minimiser_matches_lbfgs():
-    from clkit.fisher import _rank_one_pair_derivatives
+    from clkit.infonce_training import _rank_one_pair_derivatives
 
     sets = [_pairs(seed=50 + s) for s in range(2)]
     x = torch.stack([p[0] for p in sets])
@@ -568,7 +592,7 @@ def test_rank_one_newton_derivatives_match_autograd_and_its_minimiser_matches_lb
     a_n, grad_n, _ = clkit.minimize_pair_info_nce_rank_one(x, x_hat, a0)
     assert float(grad_n.abs().max()) < 1e-12
     for s in range(2):
-        (a_l,), fit = clkit.minimize_population_loss(
+        (a_l,), fit = _lbfgs(
             lambda b, s=s: clkit.pair_info_nce(x[s] @ b, x_hat[s] @ b), (a0[s],), gtol=1e-10)
         assert float(np.abs(fit.jac).max()) < 1e-9
         assert float(clkit.principal_angles(a_l, a_n[s]).max()) < 1e-6
@@ -581,7 +605,7 @@ def test_clip_derivatives_by_hand_match_autograd(k, dims):
     # Price's theorem differentiates the exact Gaussian expectation; autograd differentiates the
     # quadrature rule. They agree up to the rule's error, which shrinks with the number of nodes
     # (measured at N = 0.2 G, K = 3: 1e-6, 2e-9, 2e-14 at 12, 24, 48 nodes: the rule, not the formula).
-    from clkit.fisher import _clip_derivatives
+    from clkit.population_solvers import _clip_derivatives
 
     g = torch.Generator().manual_seed(7 + k)
     weights = torch.arange(1, k + 1, dtype=F64)

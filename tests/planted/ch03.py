@@ -120,12 +120,12 @@ PLANTED: list[PlantedError] = [
                  description="centred leading term Sigma_tot^-1 B_c Sigma_tot^-1 5 % too large",
                  make=scaled(1.05)),
     PlantedError(id="03-clip-derivatives-quadratic-3pct", chapter="03_fisher_subspace",
-                 target="clkit.fisher._clip_derivatives",
+                 target="clkit.population_solvers._clip_derivatives",
                  description="CLIP Newton's gradient and Hessian with the quadratic term 3 % too large "
                              "(consistent, so only the independent autograd gradient can see it)",
                  make=_clip_quadratic_term_3pct),
     PlantedError(id="03-minibatch-gradient-partner-term-dropped", chapter="03_fisher_subspace",
-                 target="clkit.fisher._batched_pair_info_nce_gradient",
+                 target="clkit.infonce_training._batched_pair_info_nce_gradient",
                  description="minibatch InfoNCE gradient by hand without the partner term X_hat^T dL/dZ_hat",
                  make=_minibatch_gradient_without_partner_term),
 ]
