@@ -41,6 +41,8 @@ __all__ = [
     "logistic_risk_by_conditioning",
     "optimal_logistic_heads",
     "fit_logistic_heads_on_sample",
+    "conjecture_ratio",
+    "conjecture_ratio_limit",
 ]
 
 
@@ -567,3 +569,80 @@ def fit_logistic_heads_on_sample(
     result = damped_newton(value_grad_hess, params, grad_tol=grad_tol, max_iter=max_iter, value=risk)
     out_h, out_b = result.x[:, 0].clone(), result.x[:, 1].clone()
     return (out_h[0], out_b[0]) if squeeze else (out_h, out_b)
+
+
+def _reduced_strengths(name_a: str, s_a, name_b: str, s_b, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    out = []
+    for name, value in ((name_a, s_a), (name_b, s_b)):
+        t = check_finite(name, torch.as_tensor(value, dtype=dtype, device=device))
+        if bool((t <= 0).any()):
+            raise ValueError(f"{name} must be > 0 (a domain with s = 0 is separable and has no minimising head)")
+        out.append(t)
+    if bool((torch.broadcast_tensors(*out)[0] == torch.broadcast_tensors(*out)[1]).any()):
+        raise ValueError(f"{name_a} and {name_b} must differ (the ratio is 0/0 for a pair of equal domains)")
+    return out[0], out[1]
+
+
+def conjecture_ratio(
+    s_a: torch.Tensor | float,
+    s_b: torch.Tensor | float,
+    *,
+    n_per_panel: int = 12,
+    dtype: torch.dtype = DEFAULT_DTYPE,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""Excess risk over the scale-invariant linear bound (chapter ``05_arcl``) in reduced coordinates.
+
+    For :math:`f_w` with :math:`w_1,w_2\neq0` on the domains :math:`\theta_A,\theta_{A'}` of a
+    family :math:`[\theta_-,\theta_+]` the ratio of the excess
+    :math:`\mathcal R_A(h_{A'})-\mathcal R_A(h_A)` to
+    :math:`(|h_A|+|h_{A'}|)\,\mathcal L_{AR}(f_w)/\sqrt{\min_A\mathbb E f_w(AX)^2}` depends on
+    :math:`w` and :math:`\theta` only through :math:`s=\theta|w_2/w_1|`, and is largest, for a given
+    pair, on the family with the pair at its ends. There it equals
+
+    .. math::
+        r(s_A,s_{A'})=\frac{R_{s_A}(g_{s_{A'}})-R_{s_A}(g_{s_A})}
+        {(|g_{s_A}|+|g_{s_{A'}}|)\,(s_A-s_{A'})^2/\sqrt{1+\min(s_A,s_{A'})^2}},
+
+    with :math:`R_s(g)` the logistic risk of the head :math:`g` (bias 0) on the feature
+    :math:`X_1+sX_2` and :math:`g_s` its minimiser (:func:`logistic_risk_by_conditioning`,
+    :func:`optimal_logistic_heads` with weights :math:`(1,1)` and strength :math:`s`).
+    ``s_a`` is the domain the risk is measured on, ``s_b`` the domain whose head is used; they
+    broadcast, and the heads are fitted on each argument's own shape before broadcasting (pass
+    ``s[:, None]`` and ``s[None, :]`` for a grid). Returns the broadcast shape. Raises
+    ``ValueError`` unless both are finite and positive and no pair is equal, or for a bad
+    ``n_per_panel``.
+    """
+    device = default_device() if device is None else torch.device(device)
+    s_a, s_b = _reduced_strengths("s_a", s_a, "s_b", s_b, dtype, device)
+    ones = torch.ones(2, dtype=dtype, device=device)
+    g_a = optimal_logistic_heads(ones, s_a, n_per_panel=n_per_panel)
+    g_b = optimal_logistic_heads(ones, s_b, n_per_panel=n_per_panel)
+    s_a, s_b, g_a, g_b = torch.broadcast_tensors(s_a, s_b, g_a, g_b)
+    risks = logistic_risk_by_conditioning(
+        ones, torch.stack([s_a, s_a]), torch.stack([g_b, g_a]), 0.0, n_per_panel=n_per_panel
+    )
+    excess = risks[0] - risks[1]
+    bound = (g_a.abs() + g_b.abs()) * (s_a - s_b) ** 2 / torch.sqrt(1 + torch.minimum(s_a, s_b) ** 2)
+    return excess / bound
+
+
+def conjecture_ratio_limit(s: torch.Tensor | float) -> torch.Tensor | float:
+    r"""The limit of :func:`conjecture_ratio` as the head's domain becomes separable, :math:`s_{A'}\to0`.
+
+    .. math::
+        \lim_{s_{A'}\to0} r(s,s_{A'})=\frac{\mathbb E[(sW-|X|)_+]}{s^2}
+        =\frac{\varphi(0)}{1+\sqrt{1+s^2}},\qquad W,X\sim\mathcal N(0,1)\text{ independent},
+
+    decreasing in :math:`s` with supremum :math:`\varphi(0)/2=1/(2\sqrt{2\pi})` as :math:`s\to0`
+    (derivation in chapter ``05_arcl``). ``s`` is a positive number or tensor; returns the same
+    type. Raises ``ValueError`` unless ``s`` is finite and positive.
+    """
+    phi0 = 1.0 / math.sqrt(2.0 * math.pi)
+    if isinstance(s, torch.Tensor):
+        check_finite("s", s)
+        if bool((s <= 0).any()):
+            raise ValueError("s must be > 0")
+        return phi0 / (1.0 + torch.sqrt(1.0 + s * s))
+    s = check_positive("s", s)
+    return phi0 / (1.0 + math.sqrt(1.0 + s * s))

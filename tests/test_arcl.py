@@ -231,6 +231,12 @@ def test_fit_logistic_heads_is_device_agnostic_in_its_output():
         (lambda: clkit.fit_logistic_heads_on_sample(torch.ones(2, 4, dtype=DTYPE), torch.ones(3)), "labels"),
         (lambda: clkit.fit_logistic_heads_on_sample(torch.tensor([-1.0, 1.0], dtype=DTYPE),
                                                     torch.tensor([0, 1])), "features"),
+        (lambda: clkit.conjecture_ratio(0.0, 1.0), "s_a"),
+        (lambda: clkit.conjecture_ratio(1.0, -1.0), "s_b"),
+        (lambda: clkit.conjecture_ratio(math.nan, 1.0), "s_a"),
+        (lambda: clkit.conjecture_ratio(torch.tensor([1.0, 2.0]), 2.0), "s_a"),
+        (lambda: clkit.conjecture_ratio_limit(0.0), "s"),
+        (lambda: clkit.conjecture_ratio_limit(torch.tensor([1.0, -1.0])), "s"),
     ],
 )
 def test_new_functions_reject_bad_input_naming_the_argument(call, name):
@@ -351,3 +357,50 @@ def test_fit_logistic_heads_on_sample_zeroes_the_autograd_gradient_and_matches_s
     ref = minimize(fun, x0=np.array([1.0, 0.0]), method="Nelder-Mead",
                    options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 4000})
     assert ref.x[0] == pytest.approx(float(h[1]), abs=1e-5) and ref.x[1] == pytest.approx(float(b[1]), abs=1e-5)
+
+
+def test_conjecture_ratio_limit_matches_quadrature_of_the_edge_expectation():
+    from scipy.integrate import quad
+
+    for s in (0.01, 0.3, 1.0, 4.0, 50.0):
+        # E (sW - |X|)_+ = 2 int_0^oo E_W[(sW - x)_+] phi(x) dx, E_W[(sW - x)_+] = s phi(x/s) - x Phi(-x/s)
+        inner = lambda x, s=s: (s * norm.pdf(x / s) - x * norm.cdf(-x / s)) * norm.pdf(x)  # noqa: E731
+        mean = 2 * quad(inner, 0, np.inf, epsabs=1e-14, epsrel=1e-13)[0]
+        assert clkit.conjecture_ratio_limit(s) == pytest.approx(mean / s**2, rel=1e-10)
+    s_t = torch.logspace(-4, 3, 50, dtype=DTYPE)
+    limit = clkit.conjecture_ratio_limit(s_t)
+    assert bool((limit.diff() < 0).all())
+    assert float(limit[0]) == pytest.approx(1 / (2 * math.sqrt(2 * math.pi)), rel=1e-8)
+
+
+def test_conjecture_ratio_tends_to_its_limit_at_the_separable_edge():
+    s = torch.tensor([0.05, 1.0, 20.0], dtype=DTYPE)
+    r_5, r_6 = clkit.conjecture_ratio(s, 1e-5), clkit.conjecture_ratio(s, 1e-6)
+    gap = (r_6 - clkit.conjecture_ratio_limit(s)).abs()
+    # linear in s_A': the gap at 1e-6 is a ninth of r(1e-5) - r(1e-6)
+    torch.testing.assert_close(gap, (r_5 - r_6).abs() / 9, rtol=0.02, atol=1e-12)
+
+
+def test_conjecture_ratio_matches_the_unreduced_ratio_and_the_2d_route():
+    w = _w(0.7, -2.1)  # s = theta |w2 / w1| = 3 theta
+    theta = torch.tensor([1.0 / 3.0, 0.1], dtype=DTYPE)  # s = 1.0 and 0.3
+    h = clkit.optimal_logistic_heads(w, theta)
+    risks = clkit.logistic_risk_by_conditioning(w, theta[0], h, 0.0)
+    bound = h.abs().sum() * (theta[0] - theta[1]) ** 2 * w[1] ** 2 / torch.sqrt(w[0] ** 2 + (theta[1] * w[1]) ** 2)
+    reduced = clkit.conjecture_ratio(3 * theta[0], 3 * theta[1])
+    assert float((risks[1] - risks[0]) / bound) == pytest.approx(float(reduced), rel=1e-9)
+    # independent route: 2-D quadrature and Newton over (h, b) on the feature X1 + s X2
+    s = torch.tensor([1.0, 0.3], dtype=DTYPE)
+    h2, b2 = clkit.fit_logistic_heads(_w(1, 1), s)
+    r2 = clkit.logistic_domain_risk(_w(1, 1), s[0], h2, b2)
+    ratio_2d = (r2[1] - r2[0]) / (h2.abs().sum() * 0.7**2 / math.sqrt(1 + 0.3**2))
+    assert float(ratio_2d) == pytest.approx(float(reduced), abs=1e-9)  # measured gap ~2e-11
+
+
+def test_conjecture_ratio_broadcasts_and_fits_heads_per_argument():
+    s_a = torch.tensor([0.1, 1.0, 10.0], dtype=DTYPE)
+    s_b = torch.tensor([0.2, 3.0], dtype=DTYPE)
+    grid = clkit.conjecture_ratio(s_a[:, None], s_b[None, :])
+    assert grid.shape == (3, 2)
+    assert float(grid[1, 1]) == pytest.approx(float(clkit.conjecture_ratio(1.0, 3.0)), rel=1e-12)
+    assert bool((grid > 0).all())

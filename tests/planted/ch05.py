@@ -42,6 +42,31 @@ def _range_off_by_one(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _edge_without_root(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrong variant of conjecture_ratio_limit: phi(0) / (2 + s^2), the square root dropped."""
+
+    @functools.wraps(original)
+    def wrong(s: Any) -> Any:
+        original(s)  # the same validation
+        return 1 / math.sqrt(2 * math.pi) / (2 + s * s)
+
+    return wrong
+
+
+def _ratio_with_max(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrong variant of conjecture_ratio: sqrt(1 + max(s_A, s_A')^2) in the bound instead of min."""
+
+    @functools.wraps(original)
+    def wrong(s_a: Any, s_b: Any, **kwargs: Any) -> Any:
+        import torch
+
+        r = original(s_a, s_b, **kwargs)
+        a, b = torch.broadcast_tensors(torch.as_tensor(s_a, dtype=r.dtype), torch.as_tensor(s_b, dtype=r.dtype))
+        return r * torch.sqrt(1 + torch.minimum(a, b) ** 2) / torch.sqrt(1 + torch.maximum(a, b) ** 2)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="05-align-2pct", chapter="05_arcl", target="clkit.arcl.alignment_loss",
                  description="alignment loss 2 w_2^2 Var(theta) 2 % too large", make=scaled(1.02)),
@@ -64,4 +89,13 @@ PLANTED: list[PlantedError] = [
                  description="logistic risk by conditioning 1 % too large", make=scaled(1.01)),
     PlantedError(id="05-heads-5pct", chapter="05_arcl", target="clkit.arcl.optimal_logistic_heads",
                  description="optimal logistic heads 5 % too large", make=scaled(1.05)),
+    PlantedError(id="05-edge-limit-1pct", chapter="05_arcl", target="clkit.arcl.conjecture_ratio_limit",
+                 description="separable-edge limit phi(0)/(1 + sqrt(1 + s^2)) 1 % too large",
+                 make=scaled(1.01)),
+    PlantedError(id="05-edge-no-root", chapter="05_arcl", target="clkit.arcl.conjecture_ratio_limit",
+                 description="separable-edge limit phi(0)/(2 + s^2): square root dropped",
+                 make=_edge_without_root),
+    PlantedError(id="05-conj-ratio-max", chapter="05_arcl", target="clkit.arcl.conjecture_ratio",
+                 description="reduced conjecture ratio normalised by sqrt(1 + max(s)^2) instead of min",
+                 make=_ratio_with_max),
 ]
