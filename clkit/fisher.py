@@ -54,6 +54,9 @@ __all__ = [
     "small_delta_gradient",
     "centred_small_delta_term",
     "small_delta_leading_term",
+    "small_delta_lyapunov_term",
+    "small_delta_exceptional",
+    "kkt_slack_identity",
     "expected_log_sum_exp",
     "population_info_nce_m",
     "population_pair_info_nce",
@@ -401,6 +404,130 @@ def small_delta_leading_term(mixture: GaussianMixture) -> torch.Tensor:
     system = torch.kron(mom["s2"], mom["sigma_tot"]) + torch.kron(mom["sigma_tot"], mom["s2"])
     m1 = torch.linalg.solve(system, 2 * mom["b_c"].T.reshape(-1)).reshape(d, d).T
     return 0.5 * (m1 + m1.T)
+
+
+
+def _sym_sqrt_inverse(t: torch.Tensor) -> torch.Tensor:
+    evals, evecs = torch.linalg.eigh(t)
+    return (evecs / evals.sqrt()) @ evecs.T
+
+
+def small_delta_lyapunov_term(mixture: GaussianMixture) -> torch.Tensor:
+    r"""The root :math:`M_1` of eq. ``eq-fisher-m1`` by its Lyapunov form (the review's reduction, the book's proof).
+
+    With :math:`T = \Sigma_{\mathrm{tot}}`, :math:`c = T^{-1/2}\bar\mu`, :math:`X = I + cc^\top\succ0`
+    and :math:`N = T^{1/2}M_1T^{1/2}`, eq. ``eq-fisher-m1``
+    (:math:`TM_1S_2 + S_2M_1T = 2B_c`, :math:`S_2 = T + \bar\mu\bar\mu^\top`) reads
+
+    .. math:: XN + NX = 2\,T^{-1/2}B_cT^{-1/2},
+
+    a Lyapunov equation with a stable (positive definite) :math:`X`, so
+    :math:`N = \int_0^\infty e^{-Xt}\,2T^{-1/2}B_cT^{-1/2}e^{-Xt}\,dt\succeq0`. Solved by
+    ``scipy.linalg.solve_continuous_lyapunov`` (Bartels–Stewart); :func:`small_delta_leading_term`
+    solves the same equation as a Kronecker system.
+
+    Args:
+        mixture: a shared-covariance :class:`clkit.GaussianMixture`.
+
+    Returns:
+        ``(d, d)`` symmetric :math:`M_1 = T^{-1/2}NT^{-1/2}` (on the mixture's dtype and device).
+
+    Raises:
+        ValueError: if the mixture has no shared covariance.
+    """
+    import scipy.linalg
+
+    mom = mixture_moments(mixture)
+    t_inv_half = _sym_sqrt_inverse(mom["sigma_tot"])
+    c = t_inv_half @ mom["mean"]
+    x = torch.eye(mixture.dim, dtype=c.dtype, device=c.device) + torch.outer(c, c)
+    rhs = 2 * t_inv_half @ mom["b_c"] @ t_inv_half
+    n = torch.as_tensor(scipy.linalg.solve_continuous_lyapunov(x.cpu().numpy(), rhs.cpu().numpy()),
+                        dtype=c.dtype, device=c.device)
+    m1 = t_inv_half @ n @ t_inv_half
+    return 0.5 * (m1 + m1.T)
+
+
+def small_delta_exceptional(weights: torch.Tensor, means: torch.Tensor, cov: torch.Tensor, *,
+                            rtol: float = 1e-9) -> bool:
+    r"""Is the mixture on the exceptional set where :math:`\operatorname{rank}M_1 = \dim S_F - 1`?
+
+    The set (the book's theorem on :math:`M_1`): :math:`\bar\mu\ne0` and
+    :math:`\bar\mu^\top\Sigma^{-1}(\mu_k-\bar\mu) = 0` for every :math:`k`. Off it
+    :math:`\operatorname{rank}M_1 = \dim S_F`. Tested in whitened form, relative to the sizes:
+    :math:`\max_k|\bar\mu^\top\Sigma^{-1}(\mu_k-\bar\mu)| \le` ``rtol``
+    :math:`\cdot\|\Sigma^{-1/2}\bar\mu\|\max_k\|\Sigma^{-1/2}(\mu_k-\bar\mu)\|`, and
+    :math:`\|\Sigma^{-1/2}\bar\mu\|>` ``rtol`` :math:`\cdot\max_k\|\Sigma^{-1/2}\mu_k\|`.
+
+    Args:
+        weights: ``(K,)`` mixing weights; means: ``(K, d)``; cov: ``(d, d)`` shared :math:`\Sigma`.
+        rtol: relative tolerance of both tests.
+
+    Returns:
+        ``True`` on the exceptional set.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a covariance that is not positive definite.
+    """
+    check_matrix("means", means)
+    k, d = means.shape
+    check_shape("weights", weights, (k,))
+    check_shape("cov", cov, (d, d))
+    check_positive_definite("cov", cov)
+    w_inv_half = _sym_sqrt_inverse(cov)
+    mean = w_inv_half @ (weights @ means)
+    centred = (means - weights @ means) @ w_inv_half
+    size_mean = float(mean.norm())
+    if size_mean <= rtol * float((means @ w_inv_half).norm(dim=1).max()):
+        return False
+    inner = (centred @ mean).abs().max()
+    return bool(inner <= rtol * size_mean * float(centred.norm(dim=1).max()))
+
+
+def kkt_slack_identity(m: torch.Tensor, mixture: GaussianMixture, delta: float, e: torch.Tensor,
+                       n_quadrature: int = 40) -> torch.Tensor:
+    r"""The KKT slack :math:`e^\top\nabla\mathcal L(M)e` along a direction with :math:`M\Sigma e = 0`, in closed form.
+
+    .. math::
+        e^\top\nabla\mathcal L(M)e = a^\top(C - \delta W)a - (1-\delta)(w^\top a)^2,\qquad
+        a_k = \mu_k^\top e,\quad W = \operatorname{diag}(w),\quad C_{jk} = w_j\,\mathbb E_j[p_k(x)],
+
+    with :math:`p_k(x) = w_ke^{x^\top M\mu_k}/\sum_lw_le^{x^\top M\mu_l}` and :math:`\mathbb E_j` over
+    :math:`x\sim\mathcal N(\mu_j,\Sigma)` (the review's identity, proved in the book). The
+    quadratic term of :func:`population_info_nce_m` contributes :math:`e^\top\Sigma MS_2e = 0`, and
+    :math:`x^\top e` given the component is independent of :math:`Mx` (covariance
+    :math:`M\Sigma e = 0`), so the log-sum-exp term gives :math:`\sum_{jk}C_{jk}a_ja_k`. When all
+    :math:`a_k` are equal the slack is exactly :math:`0`. :math:`\mathbb E_j[p_k]` by the
+    quadrature of :func:`expected_log_sum_exp`.
+
+    Args:
+        m: ``(d, d)`` symmetric PSD :math:`M`.
+        mixture: shared-covariance mixture.
+        delta: bias :math:`\delta\in[0,1]`.
+        e: ``(d,)`` direction (the identity needs :math:`M\Sigma e = 0`; not checked).
+        n_quadrature: Gauss–Hermite points per dimension.
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or ``delta`` outside ``[0, 1]``.
+    """
+    d = mixture.dim
+    check_shape("m", m, (d, d))
+    check_shape("e", e, (d,))
+    delta = _check_delta(delta)
+    n_quadrature = _check_n_quadrature(n_quadrature)
+    w, mu = mixture.weights, mixture.means
+    sigma = _shared_sigma(mixture, "mixture")
+    a = mu @ e
+    if mixture.n_components == 1:
+        c = w[:, None]
+    else:
+        t, node_weights = _quadrature_points(mu @ m @ mu.T, mu @ m @ sigma @ m @ mu.T, n_quadrature)
+        p = torch.softmax(_phi_logits(w, t), dim=-1)  # (J, P, K)
+        c = w[:, None] * torch.einsum("p,jpk->jk", node_weights, p)
+    return a @ (c - delta * torch.diag(w)) @ a - (1 - delta) * (w @ a) ** 2
 
 
 def _quadrature_points(g: torch.Tensor, h: torch.Tensor, n_quadrature: int) -> tuple[torch.Tensor, torch.Tensor]:
