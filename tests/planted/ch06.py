@@ -115,3 +115,7 @@ PLANTED: list[PlantedError] = [
                  description="cross-correlation lemma without the sum_m p_m^2 ||mu_m||^4 term",
                  make=_cc_pair_without_own),
 ]
+
+PLANTED.append(
+    PlantedError(id="06-rho-halved", chapter="06_generalization", target="clkit.generalization.rho_max",
+                 description="rho_max halved (an optimistic condition)", make=scaled(0.5)))
