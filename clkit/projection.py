@@ -37,6 +37,7 @@ from scipy.special import ndtr
 
 from ._validation import check_finite, check_matrix, check_positive, check_shape
 from .device import as_tensor
+from .optim import damped_newton
 from .symbolic import is_symbolic
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "ridge_logistic_regression",
     "linear_classifier_error",
     "max_margin_classifier",
-    "MaxMarginLimit",
     "max_margin_asymptotics",
     "separability_threshold",
 ]
@@ -115,6 +115,10 @@ def tau_star(sigma2: float | torch.Tensor, mu_norm2: float | torch.Tensor) -> fl
     Raises:
         ValueError: if ``sigma2`` or ``mu_norm2`` is not finite and > 0 (at :math:`\sigma^2=0` the
             threshold is infinite: every temperature is in the shrinkage regime).
+
+    Example:
+        >>> round(tau_star(1.0, 4.0), 6)
+        1.213652
     """
     if is_symbolic(sigma2, mu_norm2):
         import sympy
@@ -144,6 +148,11 @@ def expansion_measure(W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
 
     Raises:
         ValueError: naming ``W`` or ``mu`` for wrong shapes, non-finite or zero input.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+        >>> float(expansion_measure(torch.eye(3, dtype=torch.float64), mu))  # 1/p
+        0.3333333333333333
     """
     W = _check_W(W)
     mu = _check_mu(mu, W.shape[-1])
@@ -192,6 +201,11 @@ def population_loss(
     Raises:
         ValueError: naming the argument, for wrong shapes, non-finite values, ``W = 0``, ``mu = 0``,
             ``sigma2 <= 0`` or ``tau <= 0``.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+        >>> round(float(population_loss(torch.eye(3, dtype=torch.float64), mu, 1.0, 0.5)), 6)
+        -0.630449
     """
     return _population_loss(*_loss_args(W, mu, sigma2, tau))
 
@@ -226,6 +240,11 @@ def first_order_loss(
     stated for "certain first-order approximation"; this one reproduces their :math:`\tau^*` exactly.
 
     Shapes, arguments and errors as in :func:`population_loss`.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+        >>> round(float(first_order_loss(torch.eye(3, dtype=torch.float64), mu, 1.0, 0.5)), 6)
+        -1.109246
     """
     return _first_order_loss(*_loss_args(W, mu, sigma2, tau))
 
@@ -287,10 +306,6 @@ def _first_order_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau:
     return value, grad
 
 
-_NEWTON_STEPS = 30
-_UNCHECKED: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] = {}
-
-
 def first_order_loss_profile(
     x: torch.Tensor | float, sigma2: float | torch.Tensor, tau: float | torch.Tensor
 ) -> torch.Tensor:
@@ -306,6 +321,10 @@ def first_order_loss_profile(
 
     Raises:
         ValueError: if ``x`` is negative or non-finite, or ``sigma2``/``tau`` not > 0.
+
+    Example:
+        >>> round(float(first_order_loss_profile(4.0 / 3, 1.0, 0.5)), 6)  # = first_order_loss at W = I_3
+        -1.109246
     """
     x = as_tensor(x)
     check_finite("x", x)
@@ -335,6 +354,10 @@ def first_order_optimum(
 
     Raises:
         ValueError: if an argument is not finite and > 0.
+
+    Example:
+        >>> round(first_order_optimum(1.0, 0.5, 4.0), 6)  # tau < tau*(1, 4): shrinkage
+        0.757301
     """
     scalar = not any(isinstance(v, torch.Tensor) for v in (sigma2, tau, mu_norm2))
     like = next((v for v in (sigma2, tau, mu_norm2) if isinstance(v, torch.Tensor)), None)
@@ -395,6 +418,10 @@ def rank_one_derivative(tau: Any, sigma2: Any, mu_norm2: Any) -> Any:
 
     Raises:
         ValueError: naming the argument, if a numeric argument is not finite and > 0.
+
+    Example:
+        >>> round(rank_one_derivative(1.0, 1.0, 4.0), 6)  # tau < tau_e: g < 0
+        -0.105951
     """
     if is_symbolic(tau, sigma2, mu_norm2):
         import sympy
@@ -444,6 +471,10 @@ def exact_threshold(sigma2: Any, mu_norm2: Any) -> Any:
 
     Raises:
         ValueError: naming the argument, if ``sigma2`` or ``mu_norm2`` is not finite and > 0.
+
+    Example:
+        >>> round(exact_threshold(1.0, 1.0), 6)
+        9.518432
     """
     if isinstance(sigma2, np.ndarray) or isinstance(mu_norm2, np.ndarray):
         return _exact_threshold_array(sigma2, mu_norm2)
@@ -460,7 +491,7 @@ def exact_threshold(sigma2: Any, mu_norm2: Any) -> Any:
         hi += math.log(2.0)
     while slope(lo) > 0:
         lo -= math.log(2.0)
-    from scipy.optimize import brentq  # here, not at import: 0.3 s saved where unused
+    from scipy.optimize import brentq
 
     return math.exp(brentq(slope, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
 
@@ -490,192 +521,173 @@ def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:
     return np.exp(0.5 * (lo + hi))
 
 
-class _BFGSResult(NamedTuple):
-    x: np.ndarray
-    fun: float
-    jac: np.ndarray
-    success: bool
-    status: int  # 0: gradient below gtol, 1: iteration limit, 2: the line search found no decrease
-    message: str
+_LOSSES = ("population", "first_order")
+_GRADIENTS = ("closed_form", "autograd")
+_NEWTON_STEPS = 30
 
 
-def _bfgs(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, gtol: float,
-          max_iter: int) -> _BFGSResult:
-    """BFGS on the inverse Hessian (Nocedal & Wright 2006, Algorithm 6.1) with a backtracking
-    Armijo line search, for a few dozen variables and a cheap closed-form ``fun`` (value, gradient).
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the BLAS libraries loaded (scipy's among them), made once."""
+    import scipy.optimize  # noqa: F401  (loads scipy's BLAS before the controller looks)
+    from threadpoolctl import ThreadpoolController
 
-    The initial inverse Hessian is scaled by y's/y'y after the first step (N&W eq. 6.20); an update
-    whose curvature y's is not positive is skipped. Stops when the gradient's largest entry is
-    below ``gtol`` (status 0), after ``max_iter`` steps (1), or when no step of the search decreases
-    the value beyond its round-off (2, precision loss: the caller polishes with Newton). scipy's
-    BFGS spends most of its time in its Python Wolfe line search on these small problems.
-    """
-    x = np.array(x0, dtype=np.float64)
-    f, g = fun(x)
-    n = x.size
-    h_inv = np.eye(n)
-    scaled = False
-    for k in range(max_iter):
-        if not np.isfinite(f):
-            return _BFGSResult(x, f, g, False, 3, "non-finite loss")
-        if np.abs(g).max() < gtol:
-            return _BFGSResult(x, f, g, True, 0, "gradient below gtol")
-        p = -h_inv @ g
-        slope = float(g @ p)
-        if slope >= 0:  # not a descent direction (round-off in h_inv): restart from the gradient
-            h_inv, scaled = np.eye(n), False
-            p, slope = -g, -float(g @ g)
-        t, slack = 1.0, 64 * np.finfo(float).eps * max(1.0, abs(f))
-        while True:
-            x_new = x + t * p
-            f_new, g_new = fun(x_new)
-            if f_new <= f + 1e-4 * t * slope or (f_new <= f + slack and t < 1e-3):
-                break
-            t *= 0.5
-            if t < 1e-12:
-                return _BFGSResult(x, f, g, False, 2, "precision loss: no decrease along the search direction")
-        s_vec, y_vec = x_new - x, g_new - g
-        curvature = float(y_vec @ s_vec)
-        if curvature > 1e-300:
-            if not scaled:
-                h_inv = np.eye(n) * (curvature / float(y_vec @ y_vec))
-                scaled = True
-            rho = 1.0 / curvature
-            hy = h_inv @ y_vec
-            h_inv = (h_inv - rho * (np.outer(s_vec, hy) + np.outer(hy, s_vec))
-                     + (rho * rho * float(y_vec @ hy) + rho) * np.outer(s_vec, s_vec))
-        x, f, g = x_new, f_new, g_new
-    if np.abs(g).max() < gtol:
-        return _BFGSResult(x, f, g, True, 0, "gradient below gtol")
-    return _BFGSResult(x, f, g, False, 1, f"iteration limit {max_iter}")
+    return ThreadpoolController()
+
+
+def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
+            gtol: float, max_iter: int) -> Any:
+    """``scipy.optimize.minimize(method="L-BFGS-B")`` on a few dozen variables with one BLAS thread
+    (OpenBLAS's thread pool costs more than the 9-variable linear algebra it parallelises)."""
+    from scipy.optimize import minimize
+
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return minimize(value_and_grad, x0, jac=True, method="L-BFGS-B",
+                        options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter})
 
 
 def minimize_over_projector(
-    loss: Callable[..., torch.Tensor],
+    loss: str,
     mu: torch.Tensor,
     sigma2: float,
     tau: float,
     W0: torch.Tensor,
     *,
+    gradient: str = "closed_form",
     gtol: float = 1e-12,
     max_iter: int = 5000,
     max_restarts: int = 5,
 ) -> torch.Tensor:
-    r"""A minimiser :math:`\hat W=\arg\min_W \texttt{loss}(W,\mu,\sigma^2,\tau)` over *all* ``(q, p)`` matrices.
+    r"""A minimiser :math:`\hat W` of :math:`\mathcal C` or :math:`\widetilde{\mathcal L}` over all ``(q, p)`` matrices.
 
-    BFGS (:func:`_bfgs`: inverse-Hessian updates, backtracking Armijo search; tested against
-    scipy's BFGS) on the :math:`qp` entries of :math:`W`, started at ``W0``, with the exact gradient
-    (for :func:`population_loss` and :func:`first_order_loss` in float64, the chain rule through
-    :math:`M=W^\top W` in numpy, tested against autograd; autograd otherwise), in ``W0``'s dtype. The answer is returned only when the gradient's largest entry
-    is below ``gtol``. When BFGS stops for precision loss (its line search
-    needs decreases of the loss that round-off cannot resolve), a few Newton steps on the gradient
-    with a Hessian (central differences of the exact gradient, or autograd's; least-squares steps: the Hessian is singular along the invariances
-    :math:`W\mapsto QW`, :math:`W\mapsto kW`) finish the job, and their result is
-    accepted only if the gradient criterion holds; otherwise BFGS restarts from the point reached
-    (a fresh Hessian approximation), up to ``max_restarts`` times. Both losses of this module are invariant
-    under :math:`W\mapsto kW`, so only scale-free functions of :math:`\hat W` (such as
-    :func:`expansion_measure`) are meaningful; the returned matrix is normalised to
-    :math:`\|\hat W\|_F=1`.
+    Minimises, over the :math:`qp` entries of :math:`W`,
+
+    .. math:: F(W)=\mathcal L(W,\mu,\sigma^2,\tau)+\big(\|W\|_F^2-1\big)^2,
+
+    with :math:`\mathcal L` = :func:`population_loss` (``loss="population"``) or
+    :func:`first_order_loss` (``loss="first_order"``). Both are invariant under :math:`W\mapsto kW`,
+    so the radial term only fixes the scale (it vanishes on the unit sphere): the minimisers of
+    :math:`F` are those of :math:`\mathcal L` with :math:`\|W\|_F=1`, and only scale-free functions
+    of :math:`\hat W` (such as :func:`expansion_measure`) are meaningful.
+
+    Method: scipy's L-BFGS-B from ``W0`` (stopping on ``gtol``, the largest gradient entry, not
+    on a small relative decrease of :math:`F`, which can stall it near a saddle); if it stops
+    above ``gtol`` (its line search cannot resolve decreases below round-off), Newton steps on the
+    gradient, :math:`w\leftarrow w-s\,|H|^{-1}\nabla F(w)` (saddle-free: :math:`|H|` has the
+    absolute eigenvalues of :math:`H`, clamped at :math:`10^{-12}` of the largest, since :math:`H`
+    is singular along :math:`W\mapsto QW`; :func:`clkit.optim.damped_newton`), then L-BFGS-B
+    again from the point reached, up to ``max_restarts`` times. The answer is returned only when the largest entry of
+    :math:`\nabla F` is below ``gtol``.
 
     Args:
-        loss: :func:`population_loss`, :func:`first_order_loss` or any function with their signature.
+        loss: ``"population"`` or ``"first_order"``.
         mu: ``(p,)`` mean; sigma2, tau: > 0.
-        W0: ``(q, p)`` starting point, non-zero.
-        gtol: BFGS stops when the gradient's largest entry is below ``gtol``.
-        max_iter: BFGS iteration limit (per start).
-        max_restarts: restarts allowed after a stop without ``success``.
+        W0: ``(q, p)`` non-zero starting point (its dtype and device are the result's).
+        gradient: ``"closed_form"`` (float64 numpy: the chain rule through :math:`M=W^\top W`,
+            :math:`\nabla_W=2W\,\partial\mathcal L/\partial M`; Hessian by central differences of
+            it) or ``"autograd"`` (torch in ``W0``'s dtype, autograd's Hessian).
+        gtol: tolerance on the largest entry of :math:`\nabla F`, > 0.
+        max_iter: L-BFGS-B iteration limit per start.
+        max_restarts: restarts allowed after a stop above ``gtol``.
+
+    Returns the ``(q, p)`` minimiser with :math:`\|\hat W\|_F=1`.
 
     Raises:
-        ValueError: for invalid ``W0``, ``gtol <= 0``, a non-finite loss along the way, or when
-            BFGS has not reported success after ``max_restarts`` restarts (the message gives scipy's
-            reason and the gradient reached).
+        ValueError: naming the argument for invalid ``loss``, ``gradient``, ``W0``, ``mu``,
+            ``sigma2``, ``tau`` or ``gtol``; if the loss becomes non-finite; or if the gradient is
+            still above ``gtol`` after ``max_restarts`` restarts.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+        >>> W = minimize_over_projector("first_order", mu, 1.0, 2 * tau_star(1.0, 4.0),
+        ...                             torch.eye(3, dtype=torch.float64) + 0.1)
+        >>> round(float(expansion_measure(W, mu)), 8)  # expansion regime: rank one along mu
+        1.0
     """
+    if loss not in _LOSSES:
+        raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+    if gradient not in _GRADIENTS:
+        raise ValueError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}")
     W0 = _check_W(W0)
     if W0.dim() != 2:
         raise ValueError(f"W0 must be one (q, p) matrix, got shape {tuple(W0.shape)}")
     gtol = check_positive("gtol", gtol)
     shape, dtype, device = W0.shape, W0.dtype, W0.device
-    core = _UNCHECKED.get(loss)
-    if core is not None:  # validated once here instead of at every evaluation
-        _, mu_t, s2_t, tau_t = _loss_args(W0, mu, sigma2, tau)
-        scale_free = lambda W: core(W, mu_t, s2_t, tau_t)  # noqa: E731
-    else:
-        scale_free = lambda W: loss(W, mu, sigma2, tau)  # noqa: E731
+    _, mu_t, s2_t, tau_t = _loss_args(W0, mu, sigma2, tau)
 
-    def objective(W: torch.Tensor) -> torch.Tensor:
-        # The loss is scale-invariant, so its gradient shrinks like 1/||W|| and BFGS could meet
-        # gtol by inflating W. The radial term pins ||W||_F near 1 without moving any minimiser's
-        # direction (it vanishes on the unit sphere and is minimised there along every ray).
-        return scale_free(W) + (W.pow(2).sum() - 1) ** 2
+    if gradient == "closed_form":
+        # looked up at call time, so that a replaced module attribute (a planted error) is used
+        value_grad_M = _population_value_grad_M if loss == "population" else _first_order_value_grad_M
+        mu_np = mu_t.detach().cpu().numpy().astype(np.float64)
+        s2_np, tau_np = float(s2_t), float(tau_t)
 
-    numpy_core = _NUMPY_VALUE_GRAD.get(loss)
-    if numpy_core is not None and dtype == torch.float64:  # closed-form gradient, no autograd
-        mu_np = _loss_args(W0, mu, sigma2, tau)[1].detach().cpu().numpy().astype(np.float64)
-        s2_np, tau_np = float(sigma2), float(tau)
-
-    def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
-        if numpy_core is not None and dtype == torch.float64:
+        def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
             W_np = w.reshape(shape)
-            value, grad_M = numpy_core(W_np.T @ W_np, mu_np, s2_np, tau_np)
+            value, grad_M = value_grad_M(W_np.T @ W_np, mu_np, s2_np, tau_np)
             radial = float(w @ w) - 1
-            grad = 2 * W_np @ grad_M + 4 * radial * W_np
-            return value + radial**2, grad.ravel()
-        W = torch.tensor(w.reshape(shape), dtype=dtype, device=device, requires_grad=True)
-        value = objective(W)
-        (grad,) = torch.autograd.grad(value, W)
-        return float(value.detach()), grad.detach().cpu().numpy().ravel()
+            return value + radial**2, (2 * W_np @ grad_M + 4 * radial * W_np).ravel()
+
+        def hessian(w: np.ndarray) -> np.ndarray:
+            # central differences of the exact gradient, step 1e-5 at ||W|| ~ 1 (truncation
+            # ~1e-10, round-off ~1e-11): an inexact H slows the polish, acceptance is by the gradient
+            h = 1e-5 * max(1.0, float(np.linalg.norm(w)))
+            H = np.stack([value_and_grad(w + e)[1] - value_and_grad(w - e)[1]
+                          for e in np.eye(w.size) * h], 1) / (2 * h)
+            return 0.5 * (H + H.T)
+    else:
+        torch_loss = population_loss if loss == "population" else first_order_loss
+
+        def objective(v: torch.Tensor) -> torch.Tensor:
+            W = v.reshape(shape)
+            return torch_loss(W, mu_t, s2_t, tau_t) + (W.pow(2).sum() - 1) ** 2
+
+        def value_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+            v = torch.tensor(w, dtype=dtype, device=device, requires_grad=True)
+            value = objective(v)
+            (grad,) = torch.autograd.grad(value, v)
+            return float(value.detach()), grad.detach().cpu().numpy().astype(np.float64)
+
+        def hessian(w: np.ndarray) -> np.ndarray:
+            v = torch.tensor(w, dtype=dtype, device=device)
+            return torch.autograd.functional.hessian(objective, v).detach().cpu().numpy()
 
     def newton_polish(w: np.ndarray) -> tuple[np.ndarray, float]:
-        # Newton steps on the gradient alone (no function values, so no precision loss); the
-        # Hessian is singular along W -> QW and W -> kW, hence the least-squares step.
-        for _ in range(_NEWTON_STEPS):
-            _, g = value_and_grad(w)
-            if np.abs(g).max() <= gtol:
-                break
-            if numpy_core is not None and dtype == torch.float64:
-                # central differences of the exact gradient (step 1e-5 at ||W|| ~ 1: truncation
-                # ~1e-10, round-off ~1e-11): 2qp closed-form gradients cost a tenth of autograd's
-                # Hessian, and an inexact Hessian only slows the polish from quadratic to linear
-                # convergence with rate ~1e-7; acceptance is by the exact gradient below.
-                h = 1e-5 * max(1.0, float(np.linalg.norm(w)))
-                basis = np.eye(w.size) * h
-                H = np.stack([value_and_grad(w + e)[1] - value_and_grad(w - e)[1] for e in basis], 1) / (2 * h)
-                H = 0.5 * (H + H.T)
-            else:
-                W = torch.tensor(w.reshape(shape), dtype=dtype, device=device)
-                H = torch.autograd.functional.hessian(lambda v: objective(v.reshape(shape)), W.reshape(-1))
-                H = H.detach().cpu().numpy()
-            step = np.linalg.lstsq(H, g, rcond=1e-12)[0]
-            w = w - step
-        _, g = value_and_grad(w)
-        return w, float(np.abs(g).max())
+        # saddle-free Newton (|H|: moves away from saddles, where L-BFGS-B may have stalled);
+        # H's near-zero eigenvalues along W -> QW are clamped, the gradient has no part there
+        def vgh(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            x_np = x.numpy()
+            f, g = value_and_grad(x_np)
+            return (torch.tensor(f, dtype=torch.float64), torch.from_numpy(g),
+                    torch.from_numpy(hessian(x_np)))
 
-    x = W0.detach().cpu().numpy().ravel()
+        def value_only(x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor(value_and_grad(x.numpy())[0], dtype=torch.float64)
+
+        result = damped_newton(vgh, torch.from_numpy(w), grad_tol=gtol, max_iter=_NEWTON_STEPS,
+                               value=value_only, saddle_free=True, norm_ord=math.inf,
+                               strict=False)
+        return result.x.numpy(), float(result.grad_norm)
+
+    x = W0.detach().cpu().numpy().astype(np.float64).ravel()
     for _ in range(max_restarts + 1):
-        result = _bfgs(value_and_grad, x, gtol, max_iter)
+        result = _lbfgsb(value_and_grad, x, gtol, max_iter)
         if not np.isfinite(result.fun):
             raise ValueError("the loss became non-finite during the minimisation")
-        x = result.x
-        if result.success:
+        x, largest = result.x, float(np.abs(result.jac).max())
+        if largest <= gtol:
             break
-        if result.status == 2:  # precision loss: the line search cannot resolve the decrease
-            polished, largest = newton_polish(x)
-            if largest <= gtol and np.isfinite(largest):
-                x = polished
-                break
+        x, largest = newton_polish(x)
+        if not np.isfinite(largest):
+            raise ValueError("the loss became non-finite during the minimisation")
+        if largest <= gtol:
+            break
         x = x / np.linalg.norm(x)  # scale-invariant loss: restart at unit norm
     else:
         raise ValueError(
-            f"BFGS did not converge to gtol={gtol:g} after {max_restarts} restarts ({result.message}; largest "
-            f"gradient entry {np.abs(result.jac).max():.2e}); increase gtol or max_restarts"
+            f"no point with gradient below gtol={gtol:g} after {max_restarts} restarts (largest "
+            f"gradient entry {largest:.2e}); increase gtol or max_restarts"
         )
-    x = x / np.linalg.norm(x)
-    return torch.as_tensor(x.reshape(shape), dtype=dtype, device=device)
-
-
-_UNCHECKED.update({population_loss: _population_loss, first_order_loss: _first_order_loss})
-_NUMPY_VALUE_GRAD: dict[Callable[..., torch.Tensor], Callable[..., Any]] = {
-    population_loss: _population_value_grad_M, first_order_loss: _first_order_value_grad_M}
+    return torch.as_tensor((x / np.linalg.norm(x)).reshape(shape), dtype=dtype, device=device)
 
 
 def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:
@@ -692,6 +704,11 @@ def projector_family(mu: torch.Tensor, eta: float) -> torch.Tensor:
 
     Raises:
         ValueError: if ``mu`` is not a non-zero finite vector or ``eta <= -1``.
+
+    Example:
+        >>> projector_family(torch.tensor([2.0, 0.0], dtype=torch.float64), 1.0)
+        tensor([[2., 0.],
+                [0., 1.]], dtype=torch.float64)
     """
     check_shape("mu", mu, (None,))
     _check_mu(mu)
@@ -715,6 +732,10 @@ def projector_parameter(t_tilde: float, p: int) -> float:
 
     Raises:
         ValueError: if ``t_tilde`` is outside (0, 1] or ``p`` is not an integer >= 2.
+
+    Example:
+        >>> round(projector_parameter(0.5, 3), 6)  # sqrt(2) - 1
+        0.414214
     """
     t = check_positive("t_tilde", t_tilde)
     if t > 1:
@@ -806,6 +827,11 @@ def linear_classifier_error(
 
     Raises:
         ValueError: for mismatched shapes, non-finite values or ``beta = 0``.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0], dtype=torch.float64)
+        >>> round(float(linear_classifier_error(0.0, mu, mu)), 6)  # the Bayes error Phi(-2)
+        0.02275
     """
     check_shape("mu", mu, (None,))
     _check_mu(mu)
@@ -848,8 +874,7 @@ def max_margin_classifier(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     """
     check_matrix("z", z)
     check_shape("y", y, (z.shape[0],))
-    # numpy from here on: the solve is scipy's, and a few small torch ops per call cost more
-    # than the solve itself when the book calls this thousands of times (Wendel's check)
+    # numpy from here on: the solve is scipy's
     z_np, y_np = z.detach().cpu().numpy(), y.detach().cpu().numpy()
     if not np.all((y_np == 1) | (y_np == -1)):
         raise ValueError("y must hold labels in {-1, +1}")
@@ -929,6 +954,10 @@ def max_margin_asymptotics(delta: float, mu_norm2: float, eta: float) -> MaxMarg
     Raises:
         ValueError: naming the argument for invalid input, and naming ``delta`` when the data are
             not separable in the limit (:math:`\delta\ge\delta^*`).
+
+    Example:
+        >>> round(max_margin_asymptotics(0.5, 1.0, 0.0).kappa, 6)
+        1.288276
     """
     values = _scalar_params(delta=delta, mu_norm2=mu_norm2)
     delta, m = values["delta"], math.sqrt(values["mu_norm2"])
@@ -970,6 +999,10 @@ def separability_threshold(mu_norm2: float) -> float:
 
     Raises:
         ValueError: if ``mu_norm2`` is negative or not finite.
+
+    Example:
+        >>> separability_threshold(0.0)  # Cover's capacity
+        2.0
     """
     if isinstance(mu_norm2, bool):
         raise ValueError(f"mu_norm2 must be a real number, got {mu_norm2!r}")

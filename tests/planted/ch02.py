@@ -73,6 +73,29 @@ def _logdet_coefficient_one(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _numpy_route_logdet_coefficient(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The closed-form numpy value and gradient in M (minimize_over_projector's route) with
+    -0.55 log det(I + 2cvM) instead of -1/2 log det(I + 2cvM): a consistent wrong loss, so the
+    search converges, to the wrong minimiser."""
+
+    @functools.wraps(original)
+    def wrong(M: Any, mu: Any, sigma2: float, tau: float) -> Any:
+        import numpy as np
+
+        value, grad = original(M, mu, sigma2, tau)
+        a, b = float(np.trace(M)), float(mu @ M @ mu)
+        s = (1 + sigma2) * a + b
+        ds = (1 + sigma2) * np.eye(len(mu)) + np.outer(mu, mu)
+        k = 2 * (1 + sigma2) / (tau * s)
+        A = np.eye(len(mu)) + k * M
+        A_inv = np.linalg.inv(A)
+        dk = -(k / s) * ds
+        logdet = float(np.linalg.slogdet(A)[1])
+        return value - 0.05 * logdet, grad - 0.05 * (k * A_inv + float(np.vdot(A_inv, M)) * dk)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
                  description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
@@ -99,4 +122,9 @@ PLANTED: list[PlantedError] = [
     PlantedError(id="02-x-star-1pct", chapter="02_projection_heads",
                  target="clkit.projection.first_order_optimum",
                  description="surrogate optimum x* 1 % too large", make=scaled(1.01)),
+    PlantedError(id="02-numpy-route-logdet-10pct", chapter="02_projection_heads",
+                 target="clkit.projection._population_value_grad_M",
+                 description="the numpy value and gradient of C (minimize_over_projector's route) with "
+                             "the log-determinant's coefficient 0.55 instead of 1/2",
+                 make=_numpy_route_logdet_coefficient),
 ]
