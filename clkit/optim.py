@@ -13,8 +13,8 @@ the Armijo sufficient-decrease condition holds,
 .. math::
     f(x_k - s\,\delta_k) \le f(x_k) - c_1\,s\,\nabla f(x_k)^\top\delta_k + \varepsilon_f,
 
-(Nocedal & Wright, *Numerical Optimization*, 2nd ed., 2006, Algorithm 3.1 and Section 3.3,
-:cite:`nocedal2006numerical`), where :math:`\varepsilon_f = 64\,\epsilon_{\rm mach}|f(x_k)|` is
+(Nocedal & Wright, *Numerical Optimization*, 2nd ed., Springer 2006, Algorithm 3.1 and
+Section 3.3), where :math:`\varepsilon_f = 64\,\epsilon_{\rm mach}|f(x_k)|` is
 the round-off of the value: once the decrease is below it the full step is accepted. For a
 strictly convex :math:`f` the Hessian is positive definite, the direction descends, and near the
 minimiser full steps are accepted and converge quadratically (N&W Theorem 3.5). With
