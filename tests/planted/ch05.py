@@ -67,6 +67,16 @@ def _ratio_with_max(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _newton_stops_early(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrong variant of clkit.optim.damped_newton: at most 4 steps, non-convergence not raised."""
+
+    @functools.wraps(original)
+    def wrong(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**kwargs, "max_iter": min(4, kwargs.get("max_iter", 100)), "strict": False})
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="05-align-2pct", chapter="05_arcl", target="clkit.arcl.alignment_loss",
                  description="alignment loss 2 w_2^2 Var(theta) 2 % too large", make=scaled(1.02)),
@@ -98,4 +108,7 @@ PLANTED: list[PlantedError] = [
     PlantedError(id="05-conj-ratio-max", chapter="05_arcl", target="clkit.arcl.conjecture_ratio",
                  description="reduced conjecture ratio normalised by sqrt(1 + max(s)^2) instead of min",
                  make=_ratio_with_max),
+    PlantedError(id="05-newton-stops-early", chapter="05_arcl", target="clkit.optim.damped_newton",
+                 description="damped Newton stops after 4 steps and does not raise (the heads' searches)",
+                 make=_newton_stops_early),
 ]
