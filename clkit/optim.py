@@ -7,7 +7,7 @@ gradient and Hessian. Each iteration solves the Newton system
 .. math::
     H_k\,\delta_k = \nabla f(x_k),\qquad x_{k+1} = x_k - s_k\,\delta_k,
 
-and chooses :math:`s_k\in\{1,\beta,\beta^2,\dots\}` by backtracking (:func:`backtracking`) until
+and chooses :math:`s_k\in\{1,\beta,\beta^2,\dots\}` by backtracking until
 the Armijo sufficient-decrease condition holds,
 
 .. math::
@@ -37,7 +37,7 @@ import torch
 
 from ._validation import check_nonnegative, check_positive
 
-__all__ = ["NewtonResult", "damped_newton", "backtracking"]
+__all__ = ["NewtonResult", "damped_newton"]
 
 _VALUE_SLACK = 64  # round-off of the value in units of machine epsilon times |f|
 
@@ -62,7 +62,7 @@ class NewtonResult:
     history: tuple[float, ...]
 
 
-def backtracking(
+def _backtracking(
     value: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     direction: torch.Tensor,
@@ -147,7 +147,9 @@ def damped_newton(
             gradient cannot reach ``grad_tol`` in floating point.
         max_iter: at most this many Newton steps.
         value: ``x -> f`` alone, for the line search (default: ``value_grad_hess(x)[0]``).
-        armijo, shrink, max_backtracks: as in :func:`backtracking`.
+        armijo: :math:`c_1\in[0,1)` of the Armijo condition; shrink: the factor
+            :math:`\beta\in(0,1)` per backtracking step; max_backtracks: at most this many
+            (the smallest step :math:`\beta^{\text{max\_backtracks}}` is taken if none qualifies).
         saddle_free: use :math:`|H|` (absolute eigenvalues, clamped at :math:`10^{-12}`
             times the largest) instead of :math:`H`, so every step descends.
         norm_ord: the vector norm of the stopping test (2: Euclidean, ``math.inf``: largest entry).
@@ -218,7 +220,7 @@ def damped_newton(
         else:
             delta = torch.linalg.solve(h, g[..., None])
         direction = -delta[..., 0] * active[..., None]  # converged problems stay where they are
-        s = backtracking(value, x, direction, f, (g * direction).sum(-1), armijo=armijo, shrink=shrink,
+        s = _backtracking(value, x, direction, f, (g * direction).sum(-1), armijo=armijo, shrink=shrink,
                          max_backtracks=max_backtracks)
         x = x + s[..., None] * direction
         f, g, h = value_grad_hess(x)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from clkit.optim import NewtonResult, backtracking, damped_newton
+from clkit.optim import NewtonResult, _backtracking, damped_newton
 
 DT = torch.float64
 
@@ -170,7 +170,7 @@ def test_backtracking_returns_the_largest_armijo_step():
     x = torch.tensor([[1.0], [2.0]], dtype=DT)
     d = torch.tensor([[-3.0], [-1.0]], dtype=DT)
     f0, slope = value(x), (4 * x**3 * d).sum(-1)
-    s = backtracking(value, x, d, f0, slope, armijo=0.25)
+    s = _backtracking(value, x, d, f0, slope, armijo=0.25)
     for b in range(2):
         ok = lambda t: float(value(x[b] + t * d[b])) <= float(f0[b]) + 0.25 * t * float(slope[b])  # noqa: E731
         assert ok(float(s[b])) and (float(s[b]) == 1.0 or not ok(2 * float(s[b])))
@@ -209,4 +209,4 @@ def test_bad_x0_and_shapes_are_refused_by_name():
     with pytest.raises(ValueError, match="value_grad_hess"):
         damped_newton(vgh, torch.ones(3, 2, dtype=DT), grad_tol=1e-9)
     with pytest.raises(ValueError, match="direction"):
-        backtracking(lambda x: x.sum(-1), torch.ones(2, 1), torch.ones(2, 2), torch.ones(2), torch.ones(2))
+        _backtracking(lambda x: x.sum(-1), torch.ones(2, 1), torch.ones(2, 2), torch.ones(2), torch.ones(2))
