@@ -95,6 +95,49 @@ def _minibatch_gradient_without_partner_term(original: Callable[..., Any]) -> Ca
     return wrong
 
 
+def _lyapunov_without_mean(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The Lyapunov root with X = I instead of I + c c^T (the mean's term of S_2 dropped):
+    right for centred means only."""
+
+    @functools.wraps(original)
+    def wrong(mixture: Any) -> Any:
+        import torch
+
+        from clkit.fisher import _sym_sqrt_inverse, mixture_moments
+
+        mom = mixture_moments(mixture)
+        t_inv_half = _sym_sqrt_inverse(mom["sigma_tot"])
+        n = t_inv_half @ mom["b_c"] @ t_inv_half  # X N + N X = 2 R with X = I
+        m1 = t_inv_half @ n @ t_inv_half
+        return 0.5 * (m1 + m1.T)
+
+    return wrong
+
+
+def _slack_without_mean_term(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The slack identity without the -(1 - delta)(w^T a)^2 term."""
+
+    @functools.wraps(original)
+    def wrong(m: Any, mixture: Any, delta: float, e: Any, n_quadrature: int = 40) -> Any:
+        a = mixture.means @ e
+        return original(m, mixture, delta, e, n_quadrature) + (1 - delta) * (mixture.weights @ a) ** 2
+
+    return wrong
+
+
+def _exceptional_in_euclidean_metric(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The exceptional set tested with mu_bar^T (mu_k - mu_bar) = 0 (Sigma^-1 dropped)."""
+
+    @functools.wraps(original)
+    def wrong(weights: Any, means: Any, cov: Any, **kwargs: Any) -> Any:
+        import torch
+
+        eye = torch.eye(means.shape[1], dtype=means.dtype, device=means.device)
+        return original(weights, means, eye, **kwargs)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="03-fisher-subspace-without-sigma-inverse", chapter="03_fisher_subspace",
                  target="clkit.fisher.fisher_subspace",
@@ -128,4 +171,16 @@ PLANTED: list[PlantedError] = [
                  target="clkit.infonce_training._batched_pair_info_nce_gradient",
                  description="minibatch InfoNCE gradient by hand without the partner term X_hat^T dL/dZ_hat",
                  make=_minibatch_gradient_without_partner_term),
+    PlantedError(id="03-lyapunov-root-without-mean", chapter="03_fisher_subspace",
+                 target="clkit.fisher.small_delta_lyapunov_term",
+                 description="Lyapunov root of eq-fisher-m1 with X = I (S_2 replaced by Sigma_tot)",
+                 make=_lyapunov_without_mean),
+    PlantedError(id="03-slack-identity-mean-term-dropped", chapter="03_fisher_subspace",
+                 target="clkit.fisher.kkt_slack_identity",
+                 description="KKT slack identity without -(1 - delta)(w^T a)^2",
+                 make=_slack_without_mean_term),
+    PlantedError(id="03-exceptional-set-euclidean", chapter="03_fisher_subspace",
+                 target="clkit.fisher.small_delta_exceptional",
+                 description="exceptional set mu_bar^T (mu_k - mu_bar) = 0 without Sigma^-1",
+                 make=_exceptional_in_euclidean_metric),
 ]
