@@ -119,3 +119,23 @@ PLANTED: list[PlantedError] = [
 PLANTED.append(
     PlantedError(id="06-rho-halved", chapter="06_generalization", target="clkit.generalization.rho_max",
                  description="rho_max halved (an optimistic condition)", make=scaled(0.5)))
+
+
+def _rho_epsilon_coefficient_one(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrong variant of rho_max: sigma (L delta + eps) / r in place of sigma (L delta + 2 eps) / r."""
+
+    @functools.wraps(original)
+    def wrong(*args: Any, **kwargs: Any) -> Any:
+        if len(args) >= 5:
+            args = (*args[:4], args[4] / 2, *args[5:])
+        else:
+            kwargs = {**kwargs, "epsilon": kwargs["epsilon"] / 2}
+        return original(*args, **kwargs)
+
+    return wrong
+
+
+PLANTED.append(
+    PlantedError(id="06-rho-eps-coef-one", chapter="06_generalization", target="clkit.generalization.rho_max",
+                 description="rho_max with sigma eps / r in place of 2 sigma eps / r (the 2-epsilon term halved)",
+                 make=_rho_epsilon_coefficient_one))
