@@ -28,6 +28,7 @@ __all__ = [
     "augment_digits",
     "fit_shared_covariance_mixture",
     "sample_class_partners",
+    "augmentation_variance",
 ]
 
 DIGITS_SIDE = 8  # images are DIGITS_SIDE x DIGITS_SIDE
@@ -289,3 +290,31 @@ def sample_class_partners(
     partner = order[start[cls] + torch.minimum((u * counts[cls]).long(), counts[cls] - 1)]
     anyone = torch.randint(0, n, (n,), generator=generator, device=device)
     return torch.where(same, partner, anyone)
+
+
+def augmentation_variance(view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    r"""Per-coordinate augmentation variance from two views of the same points.
+
+    .. math:: \hat\sigma^2 = \frac{1}{2pn}\sum_{i=1}^n\lVert h^+_{1,i} - h^+_{2,i}\rVert^2 ,
+
+    unbiased for :math:`\sigma^2` in the model of Gui, Ma & Zhong (2023) where
+    :math:`h^+_{1}, h^+_{2}\mid h \overset{iid}{\sim}\mathcal N(h, \sigma^2 I_p)`: the difference of
+    two views has covariance :math:`2\sigma^2 I_p`, whatever :math:`h`.
+
+    Args:
+        view1, view2: ``(..., n, p)`` floating tensors of the same shape, ``n >= 1``.
+
+    Returns a tensor of shape ``view1.shape[:-2]`` (0-d for one sample).
+
+    Raises:
+        ValueError: naming ``view1`` or ``view2`` for mismatched shapes or non-finite values.
+    """
+    for name, v in (("view1", view1), ("view2", view2)):
+        if not isinstance(v, torch.Tensor) or v.ndim < 2 or not v.is_floating_point() \
+                or v.shape[-2] == 0 or not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{name} must be a finite floating (..., n, p) tensor, n >= 1")
+    if view1.shape != view2.shape:
+        raise ValueError(f"view1 and view2 must have the same shape, got "
+                         f"{tuple(view1.shape)} and {tuple(view2.shape)}")
+    p = view1.shape[-1]
+    return ((view1 - view2) ** 2).sum(-1).mean(-1) / (2 * p)

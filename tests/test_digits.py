@@ -195,3 +195,20 @@ def test_class_partners_same_label_fraction() -> None:
         clkit.sample_class_partners(labels, 1.5, gen)
     with pytest.raises(ValueError, match="labels"):
         clkit.sample_class_partners(labels.double(), 0.5, gen)
+
+
+def test_augmentation_variance_recovers_sigma2_of_the_gaussian_model() -> None:
+    gen = torch.Generator().manual_seed(0)
+    h = 3 * torch.randn(4000, 5, generator=gen, dtype=torch.float64)
+    sigma2 = 0.64
+    v1 = h + sigma2**0.5 * torch.randn(h.shape, generator=gen, dtype=torch.float64)
+    v2 = h + sigma2**0.5 * torch.randn(h.shape, generator=gen, dtype=torch.float64)
+    est = float(clkit.augmentation_variance(v1, v2))
+    se = sigma2 * (2 / (4000 * 5)) ** 0.5
+    assert abs(est - sigma2) < 5 * se
+    batched = clkit.augmentation_variance(torch.stack([v1, v2]), torch.stack([v2, v1]))
+    assert batched.shape == (2,)
+    with pytest.raises(ValueError, match="same shape"):
+        clkit.augmentation_variance(v1, v2[:10])
+    with pytest.raises(ValueError, match="view1"):
+        clkit.augmentation_variance(v1[0], v2[0])

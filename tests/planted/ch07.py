@@ -1,0 +1,77 @@
+"""Planted errors of chapter 07_real_data (the theorems on handwritten digits)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+
+
+def _pooled_covariance_10pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(x: Any, labels: Any) -> Any:
+        import clkit
+
+        fit = original(x, labels)  # the mistake: pooled covariance 10 % too large
+        cov = fit.covariances if fit.covariances.ndim == 2 else fit.covariances[0]
+        return clkit.GaussianMixture(fit.weights, fit.means, 1.1 * cov)
+
+    return wrong
+
+
+def _class_means_5pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(x: Any, labels: Any) -> Any:
+        import clkit
+
+        fit = original(x, labels)  # the mistake: class means 5 % too long
+        cov = fit.covariances if fit.covariances.ndim == 2 else fit.covariances[0]
+        return clkit.GaussianMixture(fit.weights, 1.05 * fit.means, cov)
+
+    return wrong
+
+
+def _noise_std_5pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(images: Any, generator: Any, **kwargs: Any) -> Any:
+        kwargs["noise_std"] = 1.05 * kwargs.get("noise_std", 0.0)  # noise 5 % too strong
+        return original(images, generator, **kwargs)
+
+    return wrong
+
+
+def _partner_delta_90pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(labels: Any, delta: float, generator: Any) -> Any:
+        return original(labels, 0.9 * delta, generator)  # same-class partners too rare
+
+    return wrong
+
+
+def _augmentation_variance_half(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(view1: Any, view2: Any) -> Any:
+        # the mistake: the difference of two views has variance 2 sigma^2, the 2 forgotten
+        return original(view1, view2) / 2
+
+    return wrong
+
+
+PLANTED: list[PlantedError] = [
+    PlantedError("07-pooled-covariance-10pct", "07_real_data",
+                 "clkit.digits.fit_shared_covariance_mixture",
+                 "fitted mixture's pooled covariance 10 % too large", _pooled_covariance_10pct),
+    PlantedError("07-class-means-5pct", "07_real_data",
+                 "clkit.digits.fit_shared_covariance_mixture",
+                 "fitted mixture's class means 5 % too long", _class_means_5pct),
+    PlantedError("07-noise-std-5pct", "07_real_data", "clkit.digits.augment_digits",
+                 "augmentation noise standard deviation 5 % too large", _noise_std_5pct),
+    PlantedError("07-partner-delta-90pct", "07_real_data",
+                 "clkit.digits.sample_class_partners",
+                 "pairs built with bias 0.9 delta instead of delta", _partner_delta_90pct),
+    PlantedError("07-augmentation-variance-half", "07_real_data",
+                 "clkit.digits.augmentation_variance",
+                 "sigma^2 from view pairs without the factor 2 (half the noise in tau*, tau_e)",
+                 _augmentation_variance_half),
+]
