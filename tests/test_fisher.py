@@ -626,3 +626,58 @@ def test_clip_derivatives_by_hand_match_autograd(k, dims):
     np.testing.assert_allclose(grad.reshape(-1).numpy(), torch.autograd.functional.jacobian(f, flat).numpy(),
                                rtol=0, atol=1e-11)
     np.testing.assert_allclose(hess.numpy(), torch.autograd.functional.hessian(f, flat).numpy(), rtol=0, atol=1e-9)
+
+
+def test_lyapunov_root_matches_the_kronecker_solve_and_is_psd():
+    for seed, centred in ((80, False), (81, True), (82, False)):
+        mix = _mixture(k=3, d=5, seed=seed, centred=centred)
+        m_lyap = clkit.small_delta_lyapunov_term(mix)
+        m_kron = clkit.small_delta_leading_term(mix)
+        torch.testing.assert_close(m_lyap, m_kron, rtol=1e-10, atol=1e-12)
+        assert float(torch.linalg.eigvalsh(m_lyap)[0]) >= -1e-13 * float(m_lyap.norm())
+        mom = clkit.mixture_moments(mix)
+        residual = clkit.small_delta_gradient(m_lyap, mom["sigma_tot"], mom["s2"], mom["b_c"])
+        assert float(residual.norm()) < 1e-12 * float(mom["b_c"].norm())
+
+
+def test_exceptional_set_predicts_the_rank_of_m1():
+    g = torch.Generator().manual_seed(83)
+    d, k = 5, 3
+    x = torch.randn(d, d, generator=g, dtype=F64)
+    sigma = x @ x.T / d + 0.3 * torch.eye(d, dtype=F64)
+    w = torch.tensor([0.2, 0.3, 0.5], dtype=F64)
+    mean = torch.randn(d, generator=g, dtype=F64)
+    dev = torch.randn(k, d, generator=g, dtype=F64)
+    dev = dev - w @ dev
+    for on_set in (False, True):
+        if on_set:
+            proj = torch.linalg.solve(sigma, mean)
+            dev = dev - torch.outer(dev @ proj, mean) / (mean @ proj)
+        means = mean + dev
+        mix = clkit.GaussianMixture(w, means, sigma)
+        assert clkit.small_delta_exceptional(w, means, sigma) is on_set
+        dim_sf = clkit.fisher_subspace(w, means, sigma).shape[1]
+        assert clkit.numerical_rank(clkit.small_delta_lyapunov_term(mix), 1e-9) == dim_sf - int(on_set)
+    # Euclidean orthogonality is not the condition when Sigma mixes the mean plane
+    assert not clkit.small_delta_exceptional(w, means, torch.eye(d, dtype=F64))
+    # centred means are never on the set
+    assert not clkit.small_delta_exceptional(w, dev, sigma)
+    with pytest.raises(ValueError, match="cov"):
+        clkit.small_delta_exceptional(w, means, -sigma)
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.0])
+def test_kkt_slack_identity_is_the_autograd_directional_derivative(delta):
+    mix = _mixture(k=3, d=4, seed=84)
+    sigma = mix.covariances[0]
+    a = 0.3 * torch.randn(4, 2, generator=torch.Generator().manual_seed(85), dtype=F64)
+    m = a @ a.T
+    # e with M Sigma e = 0: orthogonal to Sigma A
+    q, _ = torch.linalg.qr(sigma @ a, mode="complete")
+    e = q[:, -1]
+    m_var = m.clone().requires_grad_(True)
+    (z,) = torch.autograd.grad(clkit.population_info_nce_m(m_var, mix, delta, 40), m_var)
+    expected = float(e @ (0.5 * (z + z.T)) @ e)
+    assert float(clkit.kkt_slack_identity(m, mix, delta, e, 40)) == pytest.approx(expected, rel=1e-9, abs=1e-14)
+    with pytest.raises(ValueError, match="delta"):
+        clkit.kkt_slack_identity(m, mix, 1.5, e)
