@@ -60,6 +60,13 @@ def _uniform_b_without_mean(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _kernel_tau_doubled(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrong(self: Any, w: Any, activation: str = "relu", tau: Any = None) -> Any:
+        return original(self, w, activation, None if tau is None else 2 * tau)  # exp(-D^2/4tau)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="04-uniform-mean-half-variance", chapter="04_alpha_cl",
                  target="clkit.alpha_cl.uniform_alpha_expected_covariance",
@@ -93,4 +100,8 @@ PLANTED: list[PlantedError] = [
                  target="clkit.alpha_cl.LatentPatternModel.uniform_roughness_matrix",
                  description="B = sum_k p_k g_k J_k for uniform alpha: the mean g-bar dropped",
                  make=_uniform_b_without_mean),
+    PlantedError(id="04-kernel-tau-doubled", chapter="04_alpha_cl",
+                 target="clkit.alpha_cl.LatentPatternModel.kernel",
+                 description="Gaussian pattern kernel exp(-D^2/(4 tau)): shifts the bifurcation in tau",
+                 make=_kernel_tau_doubled),
 ]
