@@ -29,6 +29,7 @@ __all__ = [
     "fit_shared_covariance_mixture",
     "sample_class_partners",
     "augmentation_variance",
+    "rotate_digits",
 ]
 
 DIGITS_SIDE = 8  # images are DIGITS_SIDE x DIGITS_SIDE
@@ -318,3 +319,33 @@ def augmentation_variance(view1: torch.Tensor, view2: torch.Tensor) -> torch.Ten
                          f"{tuple(view1.shape)} and {tuple(view2.shape)}")
     p = view1.shape[-1]
     return ((view1 - view2) ** 2).sum(-1).mean(-1) / (2 * p)
+
+
+def rotate_digits(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Every image of a batch rotated by the same angle about its centre.
+
+    The deterministic member :math:`A_\theta` of the rotation family that
+    :func:`augment_digits` samples from (same affine map with zero shift, bilinear interpolation,
+    background 0), for evaluating a representation under one fixed augmentation.
+
+    Args:
+        images: ``(n, h, w)`` floating tensor.
+        degrees: rotation angle in degrees, in ``[-180, 180]`` (positive: counter-clockwise).
+
+    Returns a tensor of ``images``' shape, dtype and device.
+
+    Raises:
+        ValueError: naming ``images`` or ``degrees``.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 3 or not images.is_floating_point():
+        raise ValueError("images must be a floating (n, h, w) tensor")
+    angle = float(degrees) if isinstance(degrees, (int, float)) else float("nan")
+    if not math.isfinite(angle) or abs(angle) > 180:
+        raise ValueError(f"degrees must be a finite number in [-180, 180], got {degrees!r}")
+    n, h, w = images.shape
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]],
+                         dtype=images.dtype, device=images.device).expand(n, 2, 3)
+    grid = torch.nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    return torch.nn.functional.grid_sample(images[:, None], grid, mode="bilinear",
+                                           padding_mode="zeros", align_corners=False)[:, 0]

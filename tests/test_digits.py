@@ -212,3 +212,18 @@ def test_augmentation_variance_recovers_sigma2_of_the_gaussian_model() -> None:
         clkit.augmentation_variance(v1, v2[:10])
     with pytest.raises(ValueError, match="view1"):
         clkit.augmentation_variance(v1[0], v2[0])
+
+
+def test_rotate_digits_zero_is_identity_and_inverse_pairs() -> None:
+    images, _ = clkit.load_digits_images(device="cpu")
+    batch = images[:20]
+    torch.testing.assert_close(clkit.rotate_digits(batch, 0.0), batch, atol=1e-12, rtol=0)
+    # a rotation matches augment_digits with max_rotation = angle when the draw is the extreme
+    bar = torch.zeros(1, 8, 8, dtype=torch.float64)
+    bar[0, :, 3:5] = 1.0
+    turned = clkit.rotate_digits(bar, 90.0)
+    torch.testing.assert_close(turned[0].T, bar[0], atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="degrees"):
+        clkit.rotate_digits(batch, 200.0)
+    with pytest.raises(ValueError, match="images"):
+        clkit.rotate_digits(batch.reshape(20, 64), 10.0)
