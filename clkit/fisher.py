@@ -388,8 +388,9 @@ def small_delta_leading_term(mixture: GaussianMixture) -> torch.Tensor:
     r"""The symmetric root :math:`M_1` of :func:`small_delta_gradient`: :math:`\Sigma_{\mathrm{tot}}M_1S_2 + S_2M_1\Sigma_{\mathrm{tot}} = 2B_c`.
 
     Solved as the linear system :math:`(S_2\otimes\Sigma_{\mathrm{tot}} + \Sigma_{\mathrm{tot}}\otimes S_2)\,\mathrm{vec}\,M_1
-    = 2\,\mathrm{vec}\,B_c` (positive definite, so the root is unique). When :math:`M_1\succeq0`
-    it is the minimiser of the small-:math:`\delta` quadratic on the PSD cone and
+    = 2\,\mathrm{vec}\,B_c` (positive definite, so the root is unique). The root is always positive
+    semi-definite (:func:`small_delta_lyapunov_term`, the same root by a Lyapunov solve), hence the
+    minimiser of the small-:math:`\delta` quadratic on the PSD cone, and
     :math:`M^*(\delta) = \delta M_1 + O(\delta^2)` (the book's theorem); for centred means it equals
     :func:`centred_small_delta_term`. Returns ``(d, d)``.
 
