@@ -23,7 +23,7 @@ away from 0), so the direction descends also where :math:`f` is not convex (Daup
 2014); convergence is then to a stationary point, which the caller must classify.
 
 Every problem of the batch stops (and keeps its point) once its gradient norm is below
-``grad_tol`` (or, optionally, once its step is below ``x_rtol`` relative); converged problems
+``grad_tol`` (or, optionally, once its full Newton step is below ``x_rtol`` relative); converged problems
 are no longer moved while the others iterate.
 """
 
@@ -48,7 +48,7 @@ class NewtonResult:
 
     ``x`` ``(..., p)``: the iterate with the smallest gradient norm seen, per problem; ``value``
     ``(...)`` and ``grad`` ``(..., p)`` at ``x``; ``grad_norm`` ``(...)`` its norm;
-    ``converged`` ``(...)`` bool (gradient below ``grad_tol`` or step below ``x_rtol``);
+    ``converged`` ``(...)`` bool (gradient below ``grad_tol`` or full Newton step below ``x_rtol``);
     ``n_iter`` the Newton steps taken;
     ``history`` the largest gradient norm over the batch before each step and at the end.
     """
@@ -142,9 +142,11 @@ def damped_newton(
         x0: ``(..., p)`` starting points (floating tensor; its dtype and device are kept).
         grad_tol: a problem has converged once the ``norm_ord``-norm of its gradient is below it
             (``>= 0``; 0 leaves only ``x_rtol``).
-        x_rtol: if given, a problem has also converged once a step taken was no longer than
-            ``x_rtol * (1 + |x|)`` (norms ``norm_ord``): the test for objectives whose
-            gradient cannot reach ``grad_tol`` in floating point.
+        x_rtol: if given, a problem has also converged once a full Newton step
+            :math:`\delta_k = H_k^{-1}\nabla f(x_k)` was no longer than ``x_rtol * (1 + |x|)``
+            (norms ``norm_ord``): the test for objectives whose gradient cannot reach
+            ``grad_tol`` in floating point. The full step is measured, not the damped one, so
+            a line search that found no Armijo step does not count as convergence.
         max_iter: at most this many Newton steps.
         value: ``x -> f`` alone, for the line search (default: ``value_grad_hess(x)[0]``).
         armijo: :math:`c_1\in[0,1)` of the Armijo condition; shrink: the factor
@@ -232,7 +234,9 @@ def damped_newton(
         best_n = torch.where(better, gnorm, best_n)
         done = done | (gnorm < grad_tol)
         if x_rtol is not None:
-            length = torch.linalg.vector_norm(s[..., None] * direction, ord=norm_ord, dim=-1)
+            # the full Newton step, not the damped one: a line search that found no Armijo step
+            # takes a step of shrink**max_backtracks * |delta|, which must not count as converged
+            length = torch.linalg.vector_norm(direction, ord=norm_ord, dim=-1)
             scale = 1.0 + torch.linalg.vector_norm(x, ord=norm_ord, dim=-1)
             done = done | (active & (length <= x_rtol * scale))
         history.append(float(gnorm.max()))

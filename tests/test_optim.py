@@ -145,6 +145,19 @@ def test_x_rtol_stops_on_small_steps_and_float32_is_kept():
     assert float((result.x - math.log(2)).abs().max()) < 1e-6
 
 
+def test_failed_line_search_is_not_reported_as_converged_by_x_rtol():
+    # f = (x - 3)^2 with a wrong-sign gradient: the Newton direction ascends, no Armijo step
+    # exists, and the damped step 2^-40 |delta| would pass x_rtol; the full step |delta| = 0.1
+    def vgh(x):
+        return ((x - 3) ** 2).sum(-1), -2 * (x - 3), 2 * torch.eye(1, dtype=DT).expand(*x.shape[:-1], 1, 1)
+
+    with pytest.raises(RuntimeError, match="not converged"):
+        damped_newton(vgh, torch.tensor([[2.9]], dtype=DT), grad_tol=0.0, x_rtol=1e-12, max_iter=5)
+    result = damped_newton(vgh, torch.tensor([[2.9]], dtype=DT), grad_tol=0.0, x_rtol=1e-12,
+                           max_iter=5, strict=False)
+    assert not bool(result.converged.any())
+
+
 def test_non_convergence_raises_or_reports():
     def vgh(x):  # f = e^x, no minimiser
         return x.exp()[..., 0], x.exp(), x.exp()[..., None]
