@@ -331,17 +331,20 @@ def chapter_values(path: Path, source: str, target: Path, build: Path | None,
 
 
 def sync(check: bool, notebooks: Path | None = None, build: Path | None = BUILD, execute: bool = False,
-         report: list[str] | None = None) -> list[str]:
+         report: list[str] | None = None, used: dict[str, str] | None = None) -> list[str]:
     """Write (or, with ``check``, only compare) every chapter's source and notebook; return what differs.
 
     ``notebooks``: write the notebooks to this folder instead of ``notebooks/`` and leave the MyST
     sources alone (a trial run on a temporary copy; the book's values still come from a build or
     the committed notebooks). ``report`` (a list) receives one line per chapter whose prose quotes
-    values the sync could not find."""
+    values the sync could not find; ``used`` (a dict) the chapters' texts the notebooks were made
+    from (chapters may change while the sync runs)."""
     repo_url = repository_url()
     stale: list[str] = []
     wanted = set()
     sources = {path.stem: expected_source(path, repo_url) for path in chapters()}
+    if used is not None:
+        used.update(sources)
     book = book_labels(sources)
     for path in chapters():
         source = sources[path.stem]

@@ -77,11 +77,15 @@ GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
 GLUE_BLOCK = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::(?:md|any|figure))?\}\s*(\S+)", re.M)
 
 
+#: The chapters' texts the generated notebooks were made from (chapters may change during a test).
+SOURCES: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def generation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     out = tmp_path_factory.mktemp("notebooks")
     report: list[str] = []
-    sync_notebooks.sync(check=False, notebooks=out, report=report)
+    sync_notebooks.sync(check=False, notebooks=out, report=report, used=SOURCES)
     return out, report
 
 
@@ -95,7 +99,7 @@ def generated(generation: tuple[Path, list[str]]) -> dict[str, nbformat.Notebook
 
 def _glued_keys(stem: str) -> tuple[set[str], set[str], set[str]]:
     """Keys the chapter's prose quotes ({glue:text} …), places as tables and as figures."""
-    text = (BOOK / "chapters" / f"{stem}.md").read_text(encoding="utf-8")
+    text = SOURCES[stem]
     inline = set(GLUE_ROLE.findall(text))
     figures = set(re.findall(r"\{glue:figure\}\s*(\S+)", text))
     tables = set(GLUE_BLOCK.findall(text)) - figures

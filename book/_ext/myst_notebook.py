@@ -55,6 +55,7 @@ FENCE_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:.
 PLAIN_FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?!.*\{)")
 TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
 HEADING = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.+?)\s*#*\s*$")
+ROLE_ACROSS_LINES = re.compile(r"(?<!`)\{[\w:.-]+\}`[^`\n]*\n[^`]*?`")
 ROLE = re.compile(r"\{(?P<name>[\w:.-]+)\}(?P<ticks>`+)(?P<body>.+?)(?P=ticks)", re.DOTALL)
 LABELLED_DOLLAR = re.compile(r"\$\$(?P<body>.+?)\$\$[ \t]*\((?P<label>[^()\s]+)\)", re.DOTALL)
 EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.DOTALL)
@@ -417,6 +418,8 @@ class Converter:
     # -- blocks ----------------------------------------------------------------------------
     def convert(self, text: str) -> str:
         """One markdown cell (or a directive's body) as plain Markdown."""
+        # a role may wrap onto the next line (MyST reads it as one): join it, outside code fences
+        text = ROLE_ACROSS_LINES.sub(lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)), text)
         text = LABELLED_DOLLAR.sub(lambda m: f"$${self._tagged(m.group('body'), m.group('label'))}$$", text)
         out: list[str] = []
         in_math = False
