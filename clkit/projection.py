@@ -49,6 +49,7 @@ __all__ = [
     "first_order_optimum",
     "rank_one_derivative",
     "exact_threshold",
+    "threshold_ratio_coefficient",
     "minimize_over_projector",
     "projector_family",
     "projector_parameter",
@@ -494,6 +495,43 @@ def exact_threshold(sigma2: Any, mu_norm2: Any) -> Any:
     from scipy.optimize import brentq
 
     return math.exp(brentq(slope, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
+def threshold_ratio_coefficient(sigma2: Any) -> Any:
+    r"""First-order coefficient :math:`\kappa(\sigma^2)` of :math:`\tau_e/\tau^*` at large :math:`\|\mu\|^2`.
+
+    .. math::
+        \frac{\tau_e}{\tau^*}=1+\frac{\kappa(\sigma^2)}{\|\mu\|^2}+O(\|\mu\|^{-4}),\qquad
+        \kappa(\sigma^2)=(1+\sigma^2)\Big[\frac{4(1+\sigma^2)}{1+2\sigma^2}-\log(1+2\sigma^2)\Big]
+
+    (the book's derivation: the root of :func:`rank_one_derivative` expanded in
+    :math:`1/\|\mu\|^2`). :math:`\kappa` changes sign once, near :math:`\sigma^2\approx4.09`:
+    for a larger augmentation variance and a strong signal :math:`\tau_e<\tau^*`.
+
+    Args:
+        sigma2: augmentation variance > 0: a float, a numpy array or a SymPy expression.
+
+    Returns a float, an array, or a SymPy expression.
+
+    Raises:
+        ValueError: if a numeric ``sigma2`` is not finite and > 0.
+
+    Example:
+        >>> round(threshold_ratio_coefficient(1.0), 6)
+        3.136109
+    """
+    if is_symbolic(sigma2):
+        import sympy
+
+        log = sympy.log
+    elif isinstance(sigma2, np.ndarray):
+        (sigma2,) = _positive_arrays(sigma2=sigma2)
+        log = np.log
+    else:
+        sigma2 = _scalar_params(sigma2=sigma2)["sigma2"]
+        log = math.log
+    w = 1 + sigma2
+    return w * (4 * w / (1 + 2 * sigma2) - log(1 + 2 * sigma2))
 
 
 def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:

@@ -471,3 +471,22 @@ def test_minimize_over_projector_rejects_unknown_loss_and_gradient(kwargs, argum
             "W0": torch.eye(2, dtype=DTYPE)} | kwargs
     with pytest.raises(ValueError, match=argument):
         clkit.minimize_over_projector(**args)
+
+
+@pytest.mark.parametrize("sigma2", [0.3, 1.0, 4.0, 10.0, 30.0])
+def test_threshold_ratio_coefficient_is_the_large_signal_slope_of_exact_threshold(sigma2):
+    """(tau_e/tau* - 1)|mu|^2 -> kappa(sigma2) with an O(1/|mu|^2) remainder (Richardson on 1e4, 1e5)."""
+    d = [(clkit.exact_threshold(sigma2, r) / clkit.tau_star(sigma2, r) - 1) * r for r in (1e4, 1e5)]
+    richardson = (10 * d[1] - d[0]) / 9
+    assert richardson == pytest.approx(clkit.threshold_ratio_coefficient(sigma2), abs=1e-3 * (1 + sigma2))
+
+
+def test_threshold_ratio_coefficient_changes_sign_once_near_4_09_and_accepts_arrays():
+    from scipy.optimize import brentq
+
+    grid = np.geomspace(1e-3, 1e3, 400)
+    values = clkit.threshold_ratio_coefficient(grid)
+    assert int((np.sign(values[1:]) != np.sign(values[:-1])).sum()) == 1
+    assert brentq(clkit.threshold_ratio_coefficient, 1.0, 10.0) == pytest.approx(4.09, abs=0.01)
+    with pytest.raises(ValueError, match="sigma2"):
+        clkit.threshold_ratio_coefficient(-1.0)

@@ -96,6 +96,16 @@ def _numpy_route_logdet_coefficient(original: Callable[..., Any]) -> Callable[..
     return wrong
 
 
+def _delta_inverted(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Max-margin limits with 1/delta written for delta (identical at delta = 1)."""
+
+    @functools.wraps(original)
+    def wrong(delta: float, mu_norm2: float, eta: float) -> Any:
+        return original(1 / delta, mu_norm2, eta)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
                  description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
@@ -127,4 +137,18 @@ PLANTED: list[PlantedError] = [
                  description="the numpy value and gradient of C (minimize_over_projector's route) with "
                              "the log-determinant's coefficient 0.55 instead of 1/2",
                  make=_numpy_route_logdet_coefficient),
+    PlantedError(id="02-max-margin-delta-inverted", chapter="02_projection_heads",
+                 target="clkit.projection.max_margin_asymptotics",
+                 description="kappa* and Err* with 1/delta written for delta (the same numbers at delta = 1)",
+                 make=_delta_inverted),
+    PlantedError(id="02-separability-threshold-plus-15pct", chapter="02_projection_heads",
+                 target="clkit.projection.separability_threshold",
+                 description="delta* 15 % too large", make=scaled(1.15)),
+    PlantedError(id="02-separability-threshold-minus-15pct", chapter="02_projection_heads",
+                 target="clkit.projection.separability_threshold",
+                 description="delta* 15 % too small", make=scaled(0.85)),
+    PlantedError(id="02-kappa-1pct", chapter="02_projection_heads",
+                 target="clkit.projection.threshold_ratio_coefficient",
+                 description="kappa(sigma2) of tau_e/tau* = 1 + kappa/|mu|^2 + ... 1 % too large",
+                 make=scaled(1.01)),
 ]
