@@ -503,19 +503,6 @@ def flow_jacobian(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.
     return basis.transpose(1, 2) @ jac.permute(1, 0, 2) @ basis
 
 
-def _flow_jacobian_differences(matrices_fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor,
-                                basis: torch.Tensor, step: float = 1e-6) -> torch.Tensor:
-    r""":func:`flow_jacobian` by central differences along the tangent basis ``(K, d, d-1)``:
-    column :math:`j` is :math:`E^\top\big(F(w+hE_j)-F(w-hE_j)\big)/2h` (error :math:`O(h^2)` plus
-    round-off :math:`O(\epsilon_{\rm mach}/h)`, about :math:`10^{-10}` relative), all in one
-    call of ``matrices_fn``."""
-    k, d = w.shape
-    shifts = step * basis.transpose(1, 2)  # (K, d-1, d)
-    v = torch.cat([w[:, None, :] + shifts, w[:, None, :] - shifts], 1).reshape(-1, d)
-    f = _sphere_flow(matrices_fn, v).reshape(k, 2, d - 1, d)
-    return basis.transpose(1, 2) @ ((f[:, 0] - f[:, 1]) / (2 * step)).transpose(1, 2)
-
-
 def linearised_flow_matrix(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     r"""The book's linearisation of the α-CL flow at a critical point (Lemma ``lem-linearised-flow``
     of chapter ``04_alpha_cl``):
@@ -558,10 +545,13 @@ def find_critical_points(
 
     From each start, Newton steps in tangent coordinates,
     :math:`\xi = -J_E^{+}E^\top F(w)`, :math:`w\leftarrow(w+E\xi)/\|w+E\xi\|`, with :math:`E` =
-    :func:`tangent_bases`, :math:`J_E` the tangent Jacobian of :math:`F` by central differences
-    (step :math:`10^{-6}`) and :math:`\|\xi\|` capped at ``max_step``. (For Gaussian α the
-    flow is not a gradient field, so this is root finding, not minimisation.) Newton converges to
-    maxima, saddles and minima alike. Starts whose residual :math:`\|F\|` ends below ``tol``
+    :func:`tangent_bases`, :math:`J_E` the tangent Jacobian of :math:`F` by autograd
+    (:func:`flow_jacobian`) and :math:`\|\xi\|` capped at ``max_step``. This is not
+    :func:`clkit.optim.damped_newton`, which minimises an objective with Armijo backtracking:
+    for Gaussian α the flow is not a gradient field (α depends on :math:`w`), and even for
+    uniform α the critical points wanted include saddles and minima, so this is root finding
+    of :math:`F`, with a step cap instead of a line search. Newton converges to maxima, saddles
+    and minima alike. Starts whose residual :math:`\|F\|` ends below ``tol``
     are kept, and points closer than ``merge`` to one kept earlier are dropped.
 
     Args:
@@ -589,7 +579,7 @@ def find_critical_points(
         v = w[active]
         basis = tangent_bases(v)
         rhs = basis.transpose(1, 2) @ f[:, :, None]
-        jacobian = _flow_jacobian_differences(matrices_fn, v, basis)
+        jacobian = flow_jacobian(matrices_fn, v)  # tangent coordinates along ``basis``
         xi = -(torch.linalg.pinv(jacobian, rtol=1e-13) @ rhs)[:, :, 0]
         length = xi.norm(dim=1, keepdim=True)
         xi = xi * torch.clamp(max_step / length.clamp_min(1e-300), max=1.0)

@@ -488,18 +488,6 @@ def test_batched_gated_moments_and_kernel_match_one_row_at_a_time(activation: st
         model.gated_moments(torch.zeros(2, 4, dtype=DTYPE))
 
 
-@pytest.mark.parametrize("tau", [None, 0.6])
-def test_newton_jacobian_by_differences_matches_autograd(tau: float | None):
-    from clkit.alpha_cl import _flow_jacobian_differences
-
-    model = _pattern_model()
-    fn = lambda v: model.population_matrix(v, "relu", tau)
-    w = torch.randn(7, 4, dtype=DTYPE, generator=_gen(33))
-    w = w / w.norm(dim=1, keepdim=True)
-    by_differences = _flow_jacobian_differences(fn, w, clkit.tangent_bases(w))
-    torch.testing.assert_close(by_differences, clkit.flow_jacobian(fn, w), rtol=0, atol=1e-8)
-
-
 def test_gate_jacobians_match_autograd_and_uniform_b_matches_the_numpy_derivative():
     model = _pattern_model()
     w = torch.randn(5, 4, dtype=DTYPE, generator=_gen(34))
