@@ -425,10 +425,16 @@ def fit_logistic_heads(
     return result.x[:, 0].clone(), result.x[:, 1].clone()
 
 
+# Largest k = |a/s| the conditioning rule resolves: its first panel is [0, 1 / _K_MAX]. Beyond it the
+# posterior Phi(kv) and the optimal head's sigmoid(-g v) (g ~ 1.81 k) change inside one panel: at
+# k = 1e8 the head comes out 7.1 % low, at k = 1e9 Newton fails (review of chapter 05).
+_K_MAX = 1e6
+
+
 def _conditioning_rule(n_per_panel: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # v = Z / sigma ~ N(0, 1), split at 0; geometric panels resolve the scale 1/k of P(Y=1 | Z) near 0
-    # however large k = a/|s| is (down to 1e-6), uniform-width panels would need ~k nodes.
-    edges = np.concatenate([[0.0], np.geomspace(1e-6, 12.0, 32)])
+    # for k = a/|s| up to _K_MAX (uniform-width panels would need ~k nodes); beyond it callers raise.
+    edges = np.concatenate([[0.0], np.geomspace(1.0 / _K_MAX, 12.0, 32)])
     v, wv = _composite_gauss_legendre(edges, n_per_panel)
     v, wv = np.concatenate([-v[::-1], v]), np.concatenate([wv[::-1], wv])
     weight = wv * np.exp(-0.5 * v**2) / math.sqrt(2.0 * math.pi)
@@ -438,6 +444,12 @@ def _conditioning_rule(n_per_panel: int, dtype: torch.dtype, device: torch.devic
 def _domain_scales(weights: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     s = theta * weights[1]
     sigma = torch.sqrt(weights[0] ** 2 + s**2)
+    k = weights[0].abs() / s.abs()
+    if bool((k > _K_MAX * (1 + 1e-9)).any()):  # 1e-9: round-off of s = 1e-6 itself
+        raise ValueError(
+            f"theta: |theta * weights[1] / weights[0]| must be >= {1 / _K_MAX:g} (nearly separable "
+            f"domains are beyond the resolution of the quadrature), got {float((1 / k).min()):.3g}"
+        )
     return sigma, weights[0] / s.abs()
 
 
@@ -459,9 +471,11 @@ def logistic_risk_by_conditioning(
         + \Phi(-kv)\,\log(1+e^{h\sigma v+b})\big]
 
     (chapter ``05_arcl``; the same risk as :func:`logistic_domain_risk`, by an independent route).
-    Composite Gauss–Legendre in :math:`v` on geometric panels, accurate for any :math:`k`.
+    Composite Gauss–Legendre in :math:`v` on geometric panels from :math:`10^{-6}` to 12, which
+    resolve the posterior for :math:`k\le10^6` (:math:`|\theta w_2/w_1|\ge10^{-6}`).
     ``theta``, ``h``, ``b`` broadcast; returns their broadcast shape. Raises ``ValueError`` for bad
-    ``weights``, non-finite arguments or a non-positive ``n_per_panel``.
+    ``weights``, non-finite arguments, :math:`k>10^6` (``theta``; this includes the separable
+    :math:`\theta w_2=0`) or a non-positive ``n_per_panel``.
     """
     _check_weights(weights)
     if isinstance(n_per_panel, bool) or not isinstance(n_per_panel, int) or n_per_panel <= 0:
@@ -487,8 +501,10 @@ def optimal_logistic_heads(
     convex, so the optimal bias is 0 and :math:`h_\theta=g^\star(k)/\sigma` with
     :math:`g^\star(k)=\arg\min_g 2\,\mathbb E[\Phi(kv)\log(1+e^{-gv})]` (chapter ``05_arcl``).
     Damped Newton on :math:`g`, vectorised over ``theta`` (any shape), stopped when the step is
-    below :math:`10^{-12}(1+|g|)`. Raises ``ValueError`` where :math:`\theta w_2=0` (a separable
-    domain has no minimising head) and ``RuntimeError`` if Newton does not converge.
+    below :math:`10^{-12}(1+|g|)`. Valid for :math:`k=|w_1/(\theta w_2)|\le10^6`, where the
+    quadrature resolves the posterior (at :math:`k=10^8` the head would be 7.1 % low). Raises
+    ``ValueError`` where :math:`\theta w_2=0` (a separable domain has no minimising head) or
+    :math:`k>10^6` (``theta``), and ``RuntimeError`` if Newton does not converge.
     """
     _check_weights(weights)
     theta = check_finite("theta", torch.as_tensor(theta, dtype=weights.dtype, device=weights.device))
@@ -577,6 +593,8 @@ def _reduced_strengths(name_a: str, s_a, name_b: str, s_b, dtype: torch.dtype, d
         t = check_finite(name, torch.as_tensor(value, dtype=dtype, device=device))
         if bool((t <= 0).any()):
             raise ValueError(f"{name} must be > 0 (a domain with s = 0 is separable and has no minimising head)")
+        if bool((t < (1 - 1e-9) / _K_MAX).any()):
+            raise ValueError(f"{name} must be >= {1 / _K_MAX:g}, the resolution of the quadrature")
         out.append(t)
     if bool((torch.broadcast_tensors(*out)[0] == torch.broadcast_tensors(*out)[1]).any()):
         raise ValueError(f"{name_a} and {name_b} must differ (the ratio is 0/0 for a pair of equal domains)")
@@ -610,8 +628,8 @@ def conjecture_ratio(
     ``s_a`` is the domain the risk is measured on, ``s_b`` the domain whose head is used; they
     broadcast, and the heads are fitted on each argument's own shape before broadcasting (pass
     ``s[:, None]`` and ``s[None, :]`` for a grid). Returns the broadcast shape. Raises
-    ``ValueError`` unless both are finite and positive and no pair is equal, or for a bad
-    ``n_per_panel``.
+    ``ValueError`` unless both are finite and :math:`\ge10^{-6}` (the range of
+    :func:`optimal_logistic_heads`) and no pair is equal, or for a bad ``n_per_panel``.
     """
     device = default_device() if device is None else torch.device(device)
     s_a, s_b = _reduced_strengths("s_a", s_a, "s_b", s_b, dtype, device)
