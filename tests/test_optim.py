@@ -80,6 +80,91 @@ def test_non_quadratic_convex_matches_scipy_newton_cg():
     np.testing.assert_allclose(result.x[0].numpy(), ref.x, atol=1e-8)
 
 
+def _recording(vgh):
+    """``vgh`` that records every point it is called at and the gradient there."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def wrapped(x):
+        f, g, h = vgh(x)
+        calls.append((x.clone(), g.clone()))
+        return f, g, h
+
+    return wrapped, calls
+
+
+def test_logistic_newton_converges_quadratically():
+    # Local Newton bound: |g(x + d)| = |int_0^1 (H(x + t d) - H(x)) d dt| <= (M / 2) |d|^2 with
+    # |d| <= |g(x)| / lambda_min(H(x)), so g_{k+1} <= M / (2 lambda_min(H(x_k))^2) g_k^2.
+    # For the mean logistic loss the Hessian is Lipschitz with M <= max|sigma''| mean|z_i|^3,
+    # max|sigma (1 - sigma) (1 - 2 sigma)| = 1 / (6 sqrt 3). A diagonal or shifted Hessian or a
+    # half step converges only linearly and fails this once the gradient is small.
+    z, y, value, vgh = _logistic_problems()
+    for b in range(4):
+        def vgh_b(w, b=b):
+            full = torch.zeros(4, 3, dtype=DT).expand(*w.shape[:-1], 4, 3).clone()
+            full[..., b, :] = w
+            f, g, h = vgh(full)
+            return f[..., b], g[..., b, :], h[..., b, :, :]
+
+        def value_b(w, b=b):
+            return vgh_b(w)[0]
+
+        rec, calls = _recording(vgh_b)
+        result = damped_newton(rec, torch.zeros(1, 3, dtype=DT), grad_tol=1e-12, value=value_b)
+        lip = float((z[b].norm(dim=-1) ** 3).mean()) / (6 * math.sqrt(3))
+        norms = [float(g.norm()) for _, g in calls]
+        assert len(norms) == result.n_iter + 1 and norms[-1] < 1e-12
+        checked = 0
+        for (x_k, _), g_k, g_next in zip(calls[:-1], norms[:-1], norms[1:]):
+            lam = float(torch.linalg.eigvalsh(vgh_b(x_k)[2])[0, 0])
+            if g_k < 1e-2:
+                assert g_next <= lip / (2 * lam**2) * g_k**2 + 1e-15, (b, g_k, g_next)
+                checked += 1
+        assert checked >= 2
+
+
+def test_grad_norm_is_the_minimum_over_the_iterates():
+    # at the round-off floor (grad_tol unreachable) the last iterate need not be the best one
+    _, _, value, vgh = _logistic_problems(batch=4, seed=3)
+    rec, calls = _recording(vgh)
+    result = damped_newton(rec, torch.zeros(4, 3, dtype=DT), grad_tol=1e-300, value=value,
+                           max_iter=12, strict=False)
+    norms = torch.stack([g.norm(dim=-1) for _, g in calls])  # (iterates, batch)
+    torch.testing.assert_close(result.grad_norm, norms.min(0).values, atol=0, rtol=0)
+    best = norms.argmin(0)
+    for b in range(4):
+        assert torch.equal(result.x[b], calls[int(best[b])][0][b])
+    assert bool((norms[-1] > norms.min(0).values).any())  # the test can tell last from best
+
+
+def test_a_problem_that_starts_converged_comes_back_bit_identical():
+    _, _, value, vgh = _logistic_problems(batch=3, seed=2)
+    solved = damped_newton(vgh, torch.zeros(3, 3, dtype=DT), grad_tol=1e-12, value=value).x
+    x0 = torch.zeros(3, 3, dtype=DT)
+    x0[1] = solved[1]  # gradient below 1e-12 but not zero: a Newton step would still move it
+    assert 0 < float(vgh(x0)[1][1].norm()) < 1e-12
+    result = damped_newton(vgh, x0, grad_tol=1e-12, value=value)
+    assert result.n_iter >= 3 and torch.equal(result.x[1], x0[1])
+
+
+def test_x_rtol_stops_at_the_predicted_step_of_a_linearly_converging_newton():
+    # f = x^4: H is singular at the minimiser, Newton gives x_{k+1} = 2 x_k / 3 (full steps pass
+    # Armijo: f drops by 65/81), |delta_k| = x_k / 3; the run stops at the first k with
+    # x_k / 3 <= x_rtol (1 + x_{k+1}) and returns x_{k+1}.
+    def vgh(x):
+        return (x**4).sum(-1), 4 * x**3, (12 * x**2)[..., None]
+
+    x_rtol, x, k = 1e-6, 1.0, 0
+    while True:
+        k += 1
+        if x / 3 <= x_rtol * (1 + 2 * x / 3):
+            break
+        x = 2 * x / 3
+    result = damped_newton(vgh, torch.ones(1, dtype=DT), grad_tol=0.0, x_rtol=x_rtol)
+    assert result.n_iter == k and bool(result.converged)
+    assert abs(float(result.x) - 2 * x / 3) <= 1e-15
+
+
 def test_quadratic_is_solved_in_one_full_step():
     h = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=DT)
     c = torch.tensor([1.0, -2.0], dtype=DT)
