@@ -490,3 +490,25 @@ def test_threshold_ratio_coefficient_changes_sign_once_near_4_09_and_accepts_arr
     assert brentq(clkit.threshold_ratio_coefficient, 1.0, 10.0) == pytest.approx(4.09, abs=0.01)
     with pytest.raises(ValueError, match="sigma2"):
         clkit.threshold_ratio_coefficient(-1.0)
+
+
+@pytest.mark.parametrize("sigma2, rho", [(1e-6, 1e-3), (1e-6, 1.0), (1e-3, 1e-3), (1.0, 1e-3), (30.0, 1e3),
+                                         (1e-4, 1e4), (100.0, 1e5), (1.0, 1.0)])
+def test_exact_threshold_matches_mpmath_at_extreme_configurations(sigma2, rho):
+    """Root of the bracket of g in 60-digit arithmetic (the formula as stated, exp form)."""
+    import mpmath as mp
+
+    mp.mp.dps = 60
+
+    def bracket(log_tau):
+        tau, s2, r = mp.e**log_tau, mp.mpf(sigma2), mp.mpf(rho)
+        w = 1 + s2
+        v, s = 2 * w, w + r
+        c = 1 / (2 * tau * s)
+        k = 1 + 2 * c * v
+        return 2 * s2 * r - v * (s - w / k) + 2 * v * r / (k**2 * (1 + mp.exp(4 * c * r / k)))
+
+    scalar = clkit.exact_threshold(sigma2, rho)
+    root = mp.e ** mp.findroot(bracket, mp.log(scalar))
+    assert float(abs(scalar / root - 1)) < 1e-14
+    assert float(abs(clkit.exact_threshold(np.array([sigma2]), rho)[0] / root - 1)) < 1e-14
