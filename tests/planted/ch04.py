@@ -67,6 +67,13 @@ def _kernel_tau_doubled(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _kernel_tau_90pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    def wrong(self: Any, w: Any, activation: str = "relu", tau: Any = None) -> Any:
+        return original(self, w, activation, None if tau is None else 0.9 * tau)  # 0.9 tau
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="04-uniform-mean-half-variance", chapter="04_alpha_cl",
                  target="clkit.alpha_cl.uniform_alpha_expected_covariance",
@@ -104,4 +111,8 @@ PLANTED: list[PlantedError] = [
                  target="clkit.alpha_cl.LatentPatternModel.kernel",
                  description="Gaussian pattern kernel exp(-D^2/(4 tau)): shifts the bifurcation in tau",
                  make=_kernel_tau_doubled),
+    PlantedError(id="04-kernel-tau-90pct", chapter="04_alpha_cl",
+                 target="clkit.alpha_cl.LatentPatternModel.kernel",
+                 description="Gaussian pattern kernel at 0.9 tau: moves the transition in tau by 10 %",
+                 make=_kernel_tau_90pct),
 ]
