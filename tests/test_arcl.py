@@ -239,6 +239,8 @@ def test_fit_logistic_heads_is_device_agnostic_in_its_output():
         (lambda: clkit.conjecture_ratio(math.nan, 1.0), "s_a"),
         (lambda: clkit.conjecture_ratio(torch.tensor([1.0, 2.0]), 2.0), "s_a"),
         (lambda: clkit.conjecture_ratio_limit(0.0), "s"),
+        (lambda: clkit.conjecture_ratio_corner(1.0), "t"),
+        (lambda: clkit.conjecture_ratio_corner(torch.tensor([0.5, -1.0])), "t"),
         (lambda: clkit.conjecture_ratio_limit(torch.tensor([1.0, -1.0])), "s"),
     ],
 )
@@ -407,3 +409,15 @@ def test_conjecture_ratio_broadcasts_and_fits_heads_per_argument():
     assert grid.shape == (3, 2)
     assert float(grid[1, 1]) == pytest.approx(float(clkit.conjecture_ratio(1.0, 3.0)), rel=1e-12)
     assert bool((grid > 0).all())
+
+
+def test_conjecture_ratio_corner_is_the_small_s_limit_of_the_ratio():
+    # r(s, t s) -> F(t) with a gap shrinking 100-fold per decade of s (quadratic in s)
+    t = torch.tensor([0.05, 0.3, 3.0], dtype=DTYPE)
+    corner = clkit.conjecture_ratio_corner(t)
+    r_3, r_4 = clkit.conjecture_ratio(1e-3, 1e-3 * t), clkit.conjecture_ratio(1e-4, 1e-4 * t)
+    assert bool(((r_4 - corner).abs() <= 2 * (r_3 - r_4).abs() / 99 + 1e-13).all())
+    assert bool(((r_4 - corner).abs() < 1e-8).all())
+    # t -> 0: the separable edge's value phi(0)/2 from below
+    small = float(clkit.conjecture_ratio_corner(1e-4))
+    assert 0 < 1 / (2 * math.sqrt(2 * math.pi)) - small < 1e-4

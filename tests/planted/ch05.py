@@ -67,6 +67,20 @@ def _ratio_with_max(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _corner_without_own_head(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrong variant of conjecture_ratio_corner: |g_{ts}| alone in the bound, (1 + 1/t) -> 1/t."""
+
+    @functools.wraps(original)
+    def wrong(t: Any) -> Any:
+        import torch
+
+        f = original(t)
+        t_t = torch.as_tensor(t, dtype=f.dtype)
+        return f * (1 + 1 / t_t) * t_t
+
+    return wrong
+
+
 def _newton_stops_early(original: Callable[..., Any]) -> Callable[..., Any]:
     """Wrong variant of clkit.optim.damped_newton: at most 4 steps, non-convergence not raised."""
 
@@ -108,6 +122,10 @@ PLANTED: list[PlantedError] = [
     PlantedError(id="05-conj-ratio-max", chapter="05_arcl", target="clkit.arcl.conjecture_ratio",
                  description="reduced conjecture ratio normalised by sqrt(1 + max(s)^2) instead of min",
                  make=_ratio_with_max),
+    PlantedError(id="05-corner-no-head-sum", chapter="05_arcl",
+                 target="clkit.arcl.conjecture_ratio_corner",
+                 description="corner limit F(t) normalised by the head g_{ts} alone: factor (1 + 1/t) -> 1/t",
+                 make=_corner_without_own_head),
     PlantedError(id="05-newton-stops-early", chapter="05_arcl", target="clkit.optim.damped_newton",
                  description="damped Newton stops after 4 steps and does not raise (the heads' searches)",
                  make=_newton_stops_early),
