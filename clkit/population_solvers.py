@@ -400,7 +400,8 @@ def minimize_info_nce_psd(
     return PSDMinimiser(a, value, z, a.shape[1], evals, steps, tuple(history))
 
 
-def psd_kkt_certificate(gradient: torch.Tensor, a: torch.Tensor) -> dict[str, float]:
+def psd_kkt_certificate(gradient: torch.Tensor, a: torch.Tensor,
+                        subspace: torch.Tensor | None = None) -> dict[str, float]:
     r"""KKT quantities of a candidate minimiser :math:`M = AA^\top` of a convex function on the PSD cone.
 
     With :math:`Z = \nabla\mathcal L(M)` (symmetric), :math:`M` is optimal iff :math:`Z\succeq0` and
@@ -408,14 +409,22 @@ def psd_kkt_certificate(gradient: torch.Tensor, a: torch.Tensor) -> dict[str, fl
     :math:`\mathcal L(M')\ge\mathcal L(M) + \lambda_{\min}(Z)\operatorname{tr}M' - \langle Z, M\rangle`.
     Returns ``min_eig`` (:math:`\lambda_{\min}(Z)`), ``complementarity``
     (:math:`\|ZM\|_F/\|M\|_F`), ``inner`` (:math:`|\langle Z, M\rangle|`) and ``slack``, the smallest
-    eigenvalue of :math:`Z` on :math:`\mathrm{Col}(M)^\perp` (positive: strict complementarity).
+    eigenvalue of :math:`Z` on :math:`\mathrm{Col}(M)^\perp` (positive: strict complementarity),
+    or, with ``subspace`` :math:`S\supseteq\mathrm{Col}(M)`, on :math:`S\ominus\mathrm{Col}(M)`:
+    the strict-complementarity slack of the problem reduced to :math:`M = QNQ^\top`, :math:`Q` an
+    orthonormal basis of :math:`S` (its gradient is :math:`Q^\top ZQ`). For the population InfoNCE
+    loss with :math:`S = S_F` this is the slack that matters: :math:`Z` vanishes on
+    :math:`\{e:\mu_k^\top e = 0\ \forall k\}` (the book's chapter 3), so the unrestricted ``slack`` is 0
+    whenever :math:`d>\dim S_F`.
 
     Args:
         gradient: ``(d, d)`` gradient :math:`\nabla\mathcal L(M)` (its symmetric part is used).
-        a: ``(d, m)`` factor of :math:`M`.
+        a: ``(d, m)`` factor of :math:`M`, full column rank.
+        subspace: optional ``(d, p)`` matrix whose columns span :math:`S` (need not be orthonormal).
 
     Raises:
-        ValueError: if ``gradient`` or ``a`` is not a matrix.
+        ValueError: if ``gradient``, ``a`` or ``subspace`` is not a matrix, or ``subspace`` has a
+            different number of rows.
     """
     check_matrix("gradient", gradient)
     check_matrix("a", a)
@@ -423,6 +432,16 @@ def psd_kkt_certificate(gradient: torch.Tensor, a: torch.Tensor) -> dict[str, fl
     m = a @ a.T
     q, _ = torch.linalg.qr(a, mode="complete")
     rest = q[:, a.shape[1]:]
+    if subspace is not None:
+        check_matrix("subspace", subspace)
+        if subspace.shape[0] != a.shape[0]:
+            raise ValueError(f"subspace must have {a.shape[0]} rows, got {subspace.shape[0]}")
+        # the part of S orthogonal to Col(a): left singular vectors of (I - P_a) basis(S)
+        u_s, s_s, _ = torch.linalg.svd(subspace, full_matrices=False)
+        basis = u_s[:, s_s > s_s[0] * max(subspace.shape) * torch.finfo(s_s.dtype).eps]
+        resid = rest @ (rest.T @ basis)
+        u_r, s_r, _ = torch.linalg.svd(resid, full_matrices=False)
+        rest = u_r[:, s_r > 1e-6] if s_r.numel() else u_r
     slack = float(torch.linalg.eigvalsh(rest.T @ z @ rest)[0]) if rest.shape[1] else math.inf
     return {
         "min_eig": float(torch.linalg.eigvalsh(z)[0]),

@@ -681,3 +681,35 @@ def test_kkt_slack_identity_is_the_autograd_directional_derivative(delta):
     assert float(clkit.kkt_slack_identity(m, mix, delta, e, 40)) == pytest.approx(expected, rel=1e-9, abs=1e-14)
     with pytest.raises(ValueError, match="delta"):
         clkit.kkt_slack_identity(m, mix, 1.5, e)
+
+
+def test_kkt_certificate_slack_on_a_subspace():
+    # Z = diag(0, 3, 0, 0): on Col(A)^perp = span{e2, e3, e4} the slack is 0, on
+    # S ominus Col(A) with S = span{e1, e1 + e2} it is 3 (Z restricted to e2).
+    z = torch.diag(torch.tensor([0.0, 3.0, 0.0, 0.0], dtype=F64))
+    a = torch.eye(4, dtype=F64)[:, :1]
+    s = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]], dtype=F64)
+    assert clkit.psd_kkt_certificate(z, a)["slack"] == 0.0
+    assert abs(clkit.psd_kkt_certificate(z, a, subspace=s)["slack"] - 3.0) < 1e-14
+    with pytest.raises(ValueError, match="subspace"):
+        clkit.psd_kkt_certificate(z, a, subspace=s[:3])
+
+
+def test_infonce_gradient_vanishes_outside_the_span_of_the_means():
+    # Z e = 0 for mu_k^T e = 0 (all k) at the minimiser, so the full-complement slack is 0
+    # when d > dim S_F, and the slack on S_F is positive for this rank-deficient family.
+    sigma = torch.tensor([[1.0, 0.5, 0.3, 0.0], [0.5, 1.5, 0.0, 0.2], [0.3, 0.0, 3.0, 0.0],
+                          [0.0, 0.2, 0.0, 0.5]], dtype=F64)
+    mean = torch.tensor([0.0, 1.2, 0.0, 0.0], dtype=F64)
+    u = torch.tensor([3.0, 0.0, 0.0, 0.0], dtype=F64)
+    proj = torch.linalg.solve(sigma, mean)
+    u = u - (u @ proj) / (mean @ proj) * mean
+    w = torch.tensor([0.3, 0.7], dtype=F64)
+    mix = clkit.GaussianMixture(w, torch.stack([mean + 0.7 * u, mean - 0.3 * u]), sigma)
+    sol = clkit.minimize_info_nce_psd(mix, 1.0, 24)
+    q = clkit.orthonormal_basis(mix.means.T)
+    outside = torch.eye(4, dtype=F64) - q @ q.T
+    assert float((sol.gradient @ outside).norm()) < 1e-13
+    assert abs(clkit.psd_kkt_certificate(sol.gradient, sol.a)["slack"]) < 1e-13
+    s_f = clkit.fisher_subspace(mix.weights, mix.means, sigma)
+    assert clkit.psd_kkt_certificate(sol.gradient, sol.a, subspace=s_f)["slack"] > 1e-4
