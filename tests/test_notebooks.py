@@ -52,7 +52,8 @@ left right big Big bigg Bigg bigl bigr Bigl Bigr biggl biggr middle
 sum prod int iint oint lim limsup liminf sup inf max min arg argmax argmin det exp log ln sin cos
 tan sinh cosh tanh arcsin arccos arctan sec csc cot dim ker deg gcd Pr hom mod bmod pmod
 cdot cdots ldots dots vdots ddots times div pm mp ast star circ bullet oplus otimes odot wedge vee
-cap cup setminus sqcup bigcup bigcap bigoplus bigotimes
+cap cup setminus sqcup bigcup bigcap bigoplus bigotimes ominus oslash uplus sqcap amalg dagger ddagger
+wr diamond triangleleft triangleright bigtriangleup bigtriangledown
 le leq ge geq ne neq lt gt ll gg approx sim simeq cong equiv propto prec preceq succ succeq
 lesssim gtrsim subset subseteq supset supseteq in notin ni mid nmid parallel perp vdash models
 to rightarrow leftarrow Rightarrow Leftarrow leftrightarrow Leftrightarrow mapsto implies iff
