@@ -228,7 +228,7 @@ def test_summary_counts_results_and_bounds_apart_from_identities():
     assert not claims.all_passed
 
 
-def test_claims_table_renders_every_claim_grouped_by_kind():
+def test_claims_table_renders_every_claim_grouped_by_kind(monkeypatch):
     claims = clkit.Claims("demo", directory=None)
     with pytest.raises(ValueError, match="no claims"):
         claims.table()
@@ -236,6 +236,8 @@ def test_claims_table_renders_every_claim_grouped_by_kind():
     claims.check("loop vs vectorised", 1.0, 1.0, 0.0, kind="identity")
     claims.check("second", 0.0, -1.0, 0.0, kind="bound", relation="<=")
     table = claims.table()
+    assert table._repr_html_() is None  # outside the book: Markdown only
+    monkeypatch.setenv("CLBOOK_SPHINX_BUILD", "1")
     html = table._repr_html_()
     assert html.count("<tr>") == 4 and html.count('class="kind-head"') == 3
     body = html[html.index("<tbody>"):]
