@@ -441,8 +441,11 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
             planted_text = "—"
         else:
             records = planted.get(stem, [])
-            caught = sum(bool(r.get("caught")) for r in records)
-            planted_text = f"{caught} of {len(records)}" if records else "none planted"
+            caught = [r for r in records if r.get("caught")]
+            kinds = [str(r.get("kind") or "claim") for r in caught]
+            by_kind = ", ".join(f"{kinds.count(k)} by a {k}" for k in dict.fromkeys(kinds))
+            planted_text = (f"{len(caught)} of {len(records)}" + (f" ({by_kind})" if by_kind else "")
+                            if records else "none planted")
         row = nodes.row()
         row += nodes.entry("", nodes.paragraph("", "", ref))
         row += nodes.entry("", nodes.paragraph(text=f"{seconds:.1f} s" if seconds is not None else "—"))
@@ -451,13 +454,45 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
         tbody += row
     note = (
         f"Planted errors: outcomes from {planted_file} (each is a deliberately wrong formula planted in "
-        "clkit; a chapter catches it when one of its own claims fails)."
+        "clkit; with derivation and identity failures recorded but not raised, a chapter catches it "
+        "when one of its own result or bound claims fails). The table below names, for each, the "
+        "claim that caught it and its kind."
         if planted is not None else
         "Planted errors: no record of a planted-error run was available to this build "
-        "(run scripts/plant_error.py --json book/_static/planted_errors.json before building)."
+        "(run scripts/plant_error.py --science --json book/_static/planted_errors.json before building)."
     )
+    content: list[nodes.Node] = [table, nodes.paragraph(text=note)]
+    if planted:
+        content.append(_planted_table(planted))
     for placeholder in placeholders:
-        placeholder.replace_self([table, nodes.paragraph(text=note)])
+        placeholder.replace_self(content)
+
+
+def _planted_table(planted: dict[str, list[dict[str, Any]]]) -> nodes.table:
+    """One row per planted error: chapter, what is wrong, and the claim (with its kind) that caught it."""
+    headers = ["Chapter", "Planted error", "Caught by"]
+    table = nodes.table(classes=["clbook-status", "clbook-planted"])
+    group = nodes.tgroup(cols=len(headers))
+    table += group
+    for width in (15, 45, 40):
+        group += nodes.colspec(colwidth=width)
+    thead = nodes.thead()
+    group += thead
+    thead += nodes.row("", *(nodes.entry("", nodes.paragraph(text=h)) for h in headers))
+    tbody = nodes.tbody()
+    group += tbody
+    for stem in sorted(planted):
+        for r in planted[stem]:
+            what = f"{r.get('id', '')}: {r.get('description', '')}"
+            if r.get("caught"):
+                detail = str(r.get("detail", ""))
+                name = detail.split("claim failed: ", 1)[-1].split(": measured", 1)[0]
+                caught_by = f"{r.get('kind') or 'claim'}: {name}"
+            else:
+                caught_by = f"NOT CAUGHT ({r.get('detail', '')})"
+            tbody += nodes.row("", *(nodes.entry("", nodes.paragraph(text=t))
+                                     for t in (stem, what, caught_by)))
+    return table
 
 
 # --------------------------------------------------------------------------------------------
