@@ -138,6 +138,17 @@ def _exceptional_in_euclidean_metric(original: Callable[..., Any]) -> Callable[.
     return wrong
 
 
+def _slack_on_whole_complement(original: Callable[..., Any]) -> Callable[..., Any]:
+    """psd_kkt_certificate ignores ``subspace``: the slack on all of Col(M)^perp, which is 0 when
+    d > dim S_F (Z vanishes on {e: mu_k^T e = 0})."""
+
+    @functools.wraps(original)
+    def wrong(gradient: Any, a: Any, subspace: Any = None) -> Any:
+        return original(gradient, a)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="03-fisher-subspace-without-sigma-inverse", chapter="03_fisher_subspace",
                  target="clkit.fisher.fisher_subspace",
@@ -183,4 +194,8 @@ PLANTED: list[PlantedError] = [
                  target="clkit.fisher.small_delta_exceptional",
                  description="exceptional set mu_bar^T (mu_k - mu_bar) = 0 without Sigma^-1",
                  make=_exceptional_in_euclidean_metric),
+    PlantedError(id="03-kkt-slack-subspace-ignored", chapter="03_fisher_subspace",
+                 target="clkit.population_solvers.psd_kkt_certificate",
+                 description="KKT slack on all of Col(M*)^perp instead of S_F minus Col(M*)",
+                 make=_slack_on_whole_complement),
 ]
