@@ -158,20 +158,15 @@ def values_from_execution(path: Path, timeout: int = 900) -> dict[str, dict[str,
     """Run the chapter at default scale in its folder (as the book does) and harvest its glue."""
     from nbclient import NotebookClient
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run_chapter import temporary_environment
+
     notebook = jupytext.read(path, fmt="md:myst")
     env = {"CLKIT_SCALE": "default", "MPLBACKEND": "Agg", "CLBOOK_SPHINX_BUILD": "1",
            "CLKIT_CLAIMS_DIR": str(BUILD / "sync-claims")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_environment(env):
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return myst_notebook.glued_values(notebook)
 
 

@@ -403,23 +403,28 @@ def _exec_seconds(app: Sphinx, docname: str) -> float | None:
     return float(runtime) if isinstance(runtime, (int, float)) else None
 
 
-def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
-    placeholders = list(doctree.findall(status_table))
-    if not placeholders:
-        return
-    planted, planted_file = _planted(app)
-    claims_dir = claims_source(app)
-    headers = ["Chapter", "Run time", "Claims", "Planted errors caught"]
-    table = nodes.table(classes=["clbook-status"])
+def _table(headers: list[str], widths: tuple[int, ...], *extra_classes: str) -> tuple[nodes.table, nodes.tbody]:
+    """An empty status-page table with a header row: (the table, its body to append rows to)."""
+    table = nodes.table(classes=["clbook-status", *extra_classes])
     group = nodes.tgroup(cols=len(headers))
     table += group
-    for width in (30, 10, 45, 15):
+    for width in widths:
         group += nodes.colspec(colwidth=width)
     thead = nodes.thead()
     group += thead
     thead += nodes.row("", *(nodes.entry("", nodes.paragraph(text=h)) for h in headers))
     tbody = nodes.tbody()
     group += tbody
+    return table, tbody
+
+
+def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    placeholders = list(doctree.findall(status_table))
+    if not placeholders:
+        return
+    planted, planted_file = _planted(app)
+    claims_dir = claims_source(app)
+    table, tbody = _table(["Chapter", "Run time", "Claims", "Planted errors caught"], (30, 10, 45, 15))
     chapters = [d for d in app.env.found_docs if chapter_number(d) is not None and d.startswith("chapters/")]
     for doc in sorted(chapters):
         stem = Path(doc).name
@@ -470,17 +475,7 @@ def fill_status(app: Sphinx, doctree: nodes.document, docname: str) -> None:
 
 def _planted_table(planted: dict[str, list[dict[str, Any]]]) -> nodes.table:
     """One row per planted error: chapter, what is wrong, and the claim (with its kind) that caught it."""
-    headers = ["Chapter", "Planted error", "Caught by"]
-    table = nodes.table(classes=["clbook-status", "clbook-planted"])
-    group = nodes.tgroup(cols=len(headers))
-    table += group
-    for width in (15, 45, 40):
-        group += nodes.colspec(colwidth=width)
-    thead = nodes.thead()
-    group += thead
-    thead += nodes.row("", *(nodes.entry("", nodes.paragraph(text=h)) for h in headers))
-    tbody = nodes.tbody()
-    group += tbody
+    table, tbody = _table(["Chapter", "Planted error", "Caught by"], (15, 45, 40), "clbook-planted")
     for stem in sorted(planted):
         for r in planted[stem]:
             what = f"{r.get('id', '')}: {r.get('description', '')}"
