@@ -29,7 +29,6 @@ are no longer moved while the others iterate.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path

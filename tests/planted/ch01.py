@@ -6,7 +6,7 @@ import functools
 import math
 from typing import Any, Callable
 
-from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+from planted_errors import PlantedError
 
 def _temperature_off(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)

@@ -6,7 +6,7 @@ import functools
 import math
 from typing import Any, Callable
 
-from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+from planted_errors import PlantedError, scaled
 
 def _fisher_without_sigma_inverse(original: Callable[..., Any]) -> Callable[..., Any]:
     """S_F = span{mu_k} instead of span{Sigma^-1 mu_k}: the covariance is replaced by I."""

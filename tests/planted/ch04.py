@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Callable
 
-from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+from planted_errors import PlantedError, scaled
 
 def _uniform_mean_half_variance(original: Callable[..., Any]) -> Callable[..., Any]:
     def wrong(v_conditional_mean: Any, v_total: Any, n: Any) -> Any:

@@ -6,7 +6,7 @@ import functools
 import math
 from typing import Any, Callable
 
-from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+from planted_errors import PlantedError, scaled, shifted
 
 def _arctan_argument_scaled(factor: float) -> Callable[[Any], Any]:
     """Wrong variant of optimal_risk(a, s): arctan(factor |s| / |a|) / pi (numbers, tensors, SymPy)."""

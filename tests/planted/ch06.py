@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable
 
-from planted_errors import PlantedError, scaled, shifted  # noqa: F401
+from planted_errors import PlantedError, scaled
 
 def _rho_r_coefficient_scaled(factor: float) -> Callable[[Any], Any]:
     """Wrong variant of rho_max: the coefficient of R_eps / min p times ``factor``."""
