@@ -594,6 +594,40 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0
                         options={"gtol": gtol, "ftol": 0.0, "maxiter": max_iter})
 
 
+_ESCAPE_STEP = 1e-2  # step out of a saddle along its negative-curvature eigenvector, x ||W||
+
+
+def _gauge_complement(W: np.ndarray) -> np.ndarray:
+    r"""Orthonormal basis (columns) of the complement of the gauge directions at ``W``.
+
+    The loss depends on :math:`W` only through :math:`W^\top W`, so it is constant along
+    :math:`W\mapsto e^{tA}W` for antisymmetric :math:`A` (``(q, q)``): the tangent directions
+    :math:`AW` are zero-curvature directions of every stationary point and are removed before
+    testing the curvature (their span has dimension :math:`q(q-1)/2` at full rank, less at a
+    rank-deficient :math:`W`; it is found by an SVD with relative rank tolerance :math:`10^{-8}`).
+    """
+    q, n = W.shape[0], W.size
+    tangents = []
+    for i in range(q):
+        for j in range(i + 1, q):
+            A = np.zeros((q, q))
+            A[i, j], A[j, i] = 1.0, -1.0
+            tangents.append((A @ W).ravel())
+    if not tangents:
+        return np.eye(n)
+    U, sv, _ = np.linalg.svd(np.stack(tangents, 1), full_matrices=True)
+    rank = int((sv > 1e-8 * max(float(sv[0]), np.finfo(float).tiny)).sum())
+    return U[:, rank:]
+
+
+def _lowest_curvature(H: np.ndarray, W: np.ndarray) -> tuple[float, np.ndarray]:
+    """Smallest eigenvalue of the Hessian ``H`` (of F in vec(W)) off the gauge directions at ``W``,
+    and its unit eigenvector in vec(W) coordinates."""
+    N = _gauge_complement(W)
+    evals, evecs = np.linalg.eigh(N.T @ (0.5 * (H + H.T)) @ N)
+    return float(evals[0]), N @ evecs[:, 0]
+
+
 def minimize_over_projector(
     loss: str,
     mu: torch.Tensor,
@@ -605,6 +639,7 @@ def minimize_over_projector(
     gtol: float = 1e-12,
     max_iter: int = 5000,
     max_restarts: int = 5,
+    htol: float = 1e-7,
 ) -> torch.Tensor:
     r"""A minimiser :math:`\hat W` of :math:`\mathcal C` or :math:`\widetilde{\mathcal L}` over all ``(q, p)`` matrices.
 
@@ -619,13 +654,22 @@ def minimize_over_projector(
     of :math:`\hat W` (such as :func:`expansion_measure`) are meaningful.
 
     Method: scipy's L-BFGS-B from ``W0`` (stopping on ``gtol``, the largest gradient entry, not
-    on a small relative decrease of :math:`F`, which can stall it near a saddle); if it stops
-    above ``gtol`` (its line search cannot resolve decreases below round-off), Newton steps on the
-    gradient, :math:`w\leftarrow w-s\,|H|^{-1}\nabla F(w)` (saddle-free: :math:`|H|` has the
-    absolute eigenvalues of :math:`H`, clamped at :math:`10^{-12}` of the largest, since :math:`H`
-    is singular along :math:`W\mapsto QW`; :func:`clkit.optim.damped_newton`), then L-BFGS-B
-    again from the point reached, up to ``max_restarts`` times. The answer is returned only when the largest entry of
-    :math:`\nabla F` is below ``gtol``.
+    on a small relative decrease of :math:`F`); if it stops above ``gtol`` (its line search cannot
+    resolve decreases below round-off), Newton steps on the gradient,
+    :math:`w\leftarrow w-s\,|H|^{-1}\nabla F(w)` (:math:`|H|` has the absolute eigenvalues of
+    :math:`H`, clamped at :math:`10^{-12}` of the largest, since :math:`H` is singular along
+    :math:`W\mapsto QW`; :func:`clkit.optim.damped_newton`), then L-BFGS-B again from the point
+    reached, up to ``max_restarts`` times, until the largest entry of :math:`\nabla F` is below
+    ``gtol``. A zero gradient does not make a minimiser: the aligned rank-one :math:`W` is an
+    exact stationary point at every :math:`\tau` (:math:`\nabla F=2WG=0`), a saddle below
+    :math:`\tau_e`, and neither method leaves an exact stationary point. So the point found is
+    then tested at second order: the smallest eigenvalue :math:`\lambda_{\min}` of the Hessian of
+    :math:`F` restricted to the complement of the gauge directions :math:`AW` (:math:`A`
+    antisymmetric, along which :math:`\mathcal L` is constant) must be :math:`\ge-`\ ``htol``;
+    otherwise the search restarts from :math:`w\pm10^{-2}\|w\|\,v` (:math:`v` its eigenvector,
+    the sign with the lower :math:`F`) and the new stationary point must have a lower :math:`F`.
+    A point with :math:`-`\ ``htol`` :math:`\le\lambda_{\min}<0` (a degenerate stationary point,
+    e.g. the rank-one :math:`W` at :math:`\tau\approx\tau_e`) is accepted.
 
     Args:
         loss: ``"population"`` or ``"first_order"``.
@@ -636,14 +680,18 @@ def minimize_over_projector(
             it) or ``"autograd"`` (torch in ``W0``'s dtype, autograd's Hessian).
         gtol: tolerance on the largest entry of :math:`\nabla F`, > 0.
         max_iter: L-BFGS-B iteration limit per start.
-        max_restarts: restarts allowed after a stop above ``gtol``.
+        max_restarts: restarts allowed after a stop above ``gtol``, and escapes allowed from
+            saddles.
+        htol: tolerance of the second-order test, > 0 (the Hessian is exact for
+            ``"autograd"`` and a central difference with error ~1e-10 for ``"closed_form"``).
 
     Returns the ``(q, p)`` minimiser with :math:`\|\hat W\|_F=1`.
 
     Raises:
         ValueError: naming the argument for invalid ``loss``, ``gradient``, ``W0``, ``mu``,
-            ``sigma2``, ``tau`` or ``gtol``; if the loss becomes non-finite; or if the gradient is
-            still above ``gtol`` after ``max_restarts`` restarts.
+            ``sigma2``, ``tau``, ``gtol`` or ``htol``; if the loss becomes non-finite; if the
+            gradient is still above ``gtol`` after ``max_restarts`` restarts; or if the point
+            is still a saddle after ``max_restarts + 1`` escapes.
 
     Example:
         >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
@@ -660,6 +708,7 @@ def minimize_over_projector(
     if W0.dim() != 2:
         raise ValueError(f"W0 must be one (q, p) matrix, got shape {tuple(W0.shape)}")
     gtol = check_positive("gtol", gtol)
+    htol = check_positive("htol", htol)
     shape, dtype, device = W0.shape, W0.dtype, W0.device
     _, mu_t, s2_t, tau_t = _loss_args(W0, mu, sigma2, tau)
 
@@ -700,8 +749,9 @@ def minimize_over_projector(
             return torch.autograd.functional.hessian(objective, v).detach().cpu().numpy()
 
     def newton_polish(w: np.ndarray) -> tuple[np.ndarray, float]:
-        # saddle-free Newton (|H|: moves away from saddles, where L-BFGS-B may have stalled);
-        # H's near-zero eigenvalues along W -> QW are clamped, the gradient has no part there
+        # saddle-free Newton (|H|: steps downhill where H is indefinite, but it cannot leave an
+        # exact stationary point: the second-order test below does that); H's near-zero
+        # eigenvalues along W -> QW are clamped, the gradient has no part there
         def vgh(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             x_np = x.numpy()
             f, g = value_and_grad(x_np)
@@ -716,25 +766,47 @@ def minimize_over_projector(
                                strict=False)
         return result.x.numpy(), float(result.grad_norm)
 
-    x = W0.detach().cpu().numpy().astype(np.float64).ravel()
-    for _ in range(max_restarts + 1):
-        result = _lbfgsb(value_and_grad, x, gtol, max_iter)
-        if not np.isfinite(result.fun):
-            raise ValueError("the loss became non-finite during the minimisation")
-        x, largest = result.x, float(np.abs(result.jac).max())
-        if largest <= gtol:
-            break
-        x, largest = newton_polish(x)
-        if not np.isfinite(largest):
-            raise ValueError("the loss became non-finite during the minimisation")
-        if largest <= gtol:
-            break
-        x = x / np.linalg.norm(x)  # scale-invariant loss: restart at unit norm
-    else:
+    def stationary_point(x: np.ndarray) -> np.ndarray:
+        # L-BFGS-B, then saddle-free Newton polish and a restart while the gradient is above gtol
+        for _ in range(max_restarts + 1):
+            result = _lbfgsb(value_and_grad, x, gtol, max_iter)
+            if not np.isfinite(result.fun):
+                raise ValueError("the loss became non-finite during the minimisation")
+            x, largest = result.x, float(np.abs(result.jac).max())
+            if largest <= gtol:
+                return x
+            x, largest = newton_polish(x)
+            if not np.isfinite(largest):
+                raise ValueError("the loss became non-finite during the minimisation")
+            if largest <= gtol:
+                return x
+            x = x / np.linalg.norm(x)  # scale-invariant loss: restart at unit norm
         raise ValueError(
             f"no point with gradient below gtol={gtol:g} after {max_restarts} restarts (largest "
             f"gradient entry {largest:.2e}); increase gtol or max_restarts"
         )
+
+    x = stationary_point(W0.detach().cpu().numpy().astype(np.float64).ravel())
+    for _ in range(max_restarts + 1):
+        # second-order test: a stationary point with negative curvature off the gauge
+        # directions W -> QW is a saddle (e.g. the aligned rank-one W below tau_e)
+        lowest, direction = _lowest_curvature(hessian(x), x.reshape(shape))
+        if lowest >= -htol:
+            break
+        f_here = value_and_grad(x)[0]
+        step = _ESCAPE_STEP * float(np.linalg.norm(x))
+        start = min((x + step * direction, x - step * direction),
+                    key=lambda y: value_and_grad(y)[0])
+        x_new = stationary_point(start)
+        if not value_and_grad(x_new)[0] < f_here:
+            raise ValueError(
+                f"stationary point with Hessian eigenvalue {lowest:.2e} < -htol that "
+                "re-minimisation along its eigenvector could not leave; increase htol")
+        x = x_new
+    else:
+        raise ValueError(
+            f"still at a saddle (Hessian eigenvalue {lowest:.2e}) after {max_restarts + 1} "
+            "escapes; increase max_restarts")
     return torch.as_tensor((x / np.linalg.norm(x)).reshape(shape), dtype=dtype, device=device)
 
 

@@ -462,9 +462,62 @@ def test_minimize_over_projector_escapes_the_saddle_where_lbfgsb_stalls():
     assert max(abs(t - 1 / (1 + T_opt)) for t in found) < 1e-5
 
 
+@pytest.mark.parametrize("gradient", ["closed_form", "autograd"])
+@pytest.mark.parametrize("start", [(1.0, 0.0, 0.0), (1.0, 1e-9, 1e-9)])
+def test_minimize_over_projector_leaves_the_rank_one_saddle(gradient, start):
+    """The aligned rank-one W is an exact stationary point at every tau (grad F = 2 W G = 0);
+    below tau_e it is a saddle (g = -0.01685 at (1, 1), tau = tau_e / 2). Started on it, or 1e-9
+    from it, the result must be the minimiser of the isotropic family M(T) (t~ = 0.62660,
+    C = -0.1102813, by a scalar search independent of the optimiser), not t~ = 1."""
+    mu = _mu([1.0, 0.0, 0.0])
+    tau = 0.5 * clkit.exact_threshold(1.0, 1.0)
+    assert clkit.rank_one_derivative(tau, 1.0, 1.0) < 0  # a saddle: lower along P_perp
+    W = clkit.minimize_over_projector("population", mu, 1.0, tau, torch.diag(torch.tensor(start, dtype=DTYPE)),
+                                      gtol=1e-10, gradient=gradient)
+    from scipy.optimize import minimize_scalar
+
+    def along_family(T: float) -> float:
+        W_T = torch.diag(torch.tensor([1.0, math.sqrt(T / 2), math.sqrt(T / 2)], dtype=DTYPE))
+        return float(clkit.population_loss(W_T, mu, 1.0, tau))
+
+    res = minimize_scalar(along_family, bounds=(1e-8, 5.0), method="bounded", options={"xatol": 1e-12})
+    assert float(clkit.expansion_measure(W, mu)) == pytest.approx(1 / (1 + res.x), abs=1e-6)
+    assert float(clkit.population_loss(W, mu, 1.0, tau)) == pytest.approx(res.fun, abs=1e-12)
+    assert res.fun < along_family(0.0) - 3e-3  # the rank-one value -0.1066680 is 3.6e-3 higher
+
+
+def test_minimize_over_projector_keeps_the_rank_one_minimiser_above_tau_e():
+    """Above tau_e the rank-one aligned W is a local minimiser (g > 0): started there, the
+    second-order test must accept it (t~ = 1), not step away."""
+    mu = _mu([1.0, 0.0, 0.0])
+    tau = 1.5 * clkit.exact_threshold(1.0, 1.0)
+    assert clkit.rank_one_derivative(tau, 1.0, 1.0) > 0
+    W = clkit.minimize_over_projector("population", mu, 1.0, tau, torch.diag(torch.tensor([1.0, 0.0, 0.0], dtype=DTYPE)),
+                                      gtol=1e-10)
+    assert float(clkit.expansion_measure(W, mu)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_lowest_curvature_at_rank_one_point_is_twice_the_slope():
+    """At the aligned rank-one W with ||W||_F = 1, d/dT of C along M(T) is g and a unit step
+    v e_j^T (v, j perpendicular to the signal) changes C by g |step|^2 + O(|step|^3): the
+    curvature of F there is 2 g, the smallest off-gauge eigenvalue when g < 0."""
+    mu = _mu([1.0, 0.0, 0.0])
+    tau = 0.5 * clkit.exact_threshold(1.0, 1.0)
+    W = np.diag([1.0, 0.0, 0.0])
+    f = lambda w: projection._population_value_grad_M(w.reshape(3, 3).T @ w.reshape(3, 3), mu.numpy(), 1.0, tau)[0]  # noqa: E731
+    h, x = 1e-4, W.ravel()
+    H = np.empty((9, 9))
+    E = np.eye(9) * h
+    for i in range(9):
+        for j in range(9):
+            H[i, j] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j]) + f(x - E[i] - E[j])) / (4 * h * h)
+    lowest, _ = projection._lowest_curvature(H, W)
+    assert lowest == pytest.approx(2 * clkit.rank_one_derivative(tau, 1.0, 1.0), rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"loss": "exact"}, "loss"), ({"gradient": "numeric"}, "gradient")],
+    [({"loss": "exact"}, "loss"), ({"gradient": "numeric"}, "gradient"), ({"htol": 0.0}, "htol")],
 )
 def test_minimize_over_projector_rejects_unknown_loss_and_gradient(kwargs, argument):
     args = {"loss": "population", "mu": _mu([1.0, 0.0]), "sigma2": 0.5, "tau": 1.0,
