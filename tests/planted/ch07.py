@@ -74,4 +74,8 @@ PLANTED: list[PlantedError] = [
                  "clkit.digits.augmentation_variance",
                  "sigma^2 from view pairs without the factor 2 (half the noise in tau*, tau_e)",
                  _augmentation_variance_half),
+    PlantedError("07-exact-threshold-130pct", "07_real_data",
+                 "clkit.projection.exact_threshold",
+                 "tau_e 30 % too large (the bracket claims of the projection heads must fail)",
+                 scaled(1.3)),
 ]
