@@ -106,6 +106,17 @@ def _delta_inverted(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _no_second_order_test(original: Callable[..., Any]) -> Callable[..., Any]:
+    """minimize_over_projector's second-order test switched off: every stationary point passes."""
+
+    @functools.wraps(original)
+    def wrong(H: Any, W: Any) -> Any:
+        _, direction = original(H, W)
+        return 0.0, direction
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
                  description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
@@ -151,4 +162,9 @@ PLANTED: list[PlantedError] = [
                  target="clkit.projection.threshold_ratio_coefficient",
                  description="kappa(sigma2) of tau_e/tau* = 1 + kappa/|mu|^2 + ... 1 % too large",
                  make=scaled(1.01)),
+    PlantedError(id="02-no-second-order-test", chapter="02_projection_heads",
+                 target="clkit.projection._lowest_curvature",
+                 description="minimize_over_projector accepts any stationary point (the review's "
+                             "finding: the rank-one saddle below tau_e)",
+                 make=_no_second_order_test),
 ]
