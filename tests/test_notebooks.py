@@ -526,7 +526,7 @@ def test_a_notebook_runs_standalone_and_prints_its_values(stem: str, generation:
     for key, spec in formats.items():
         if key in printed and spec[-1] in "fe":
             decimals = int(re.search(r"\.(\d+)", spec).group(1)) if "." in spec else 6
-            assert re.fullmatch(rf"-?[\d,]*\.\d{{{decimals}}}(e[+-]\d+)?%?", printed[key]), (key, printed[key])
+            assert re.fullmatch(rf"[-+]?[\d,]*\.\d{{{decimals}}}(e[+-]\d+)?%?", printed[key]), (key, printed[key])
     assert all("image/png" in shown.get(k, []) for k in figures), (figures, shown)
     assert all("text/markdown" in shown.get(k, []) for k in tables), (tables, shown)
     claims_cell = next(c for c in executed.cells if c.cell_type == "code" and "claims.table()" in c.source)
