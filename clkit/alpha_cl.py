@@ -49,6 +49,8 @@ __all__ = [
     "flow_jacobian",
     "linearised_flow_matrix",
     "find_critical_points",
+    "relu_gaussian_moments",
+    "pattern_population_matrix",
 ]
 
 # The homogeneous activations h(x) = h'(x) x supported by the one-layer functions.
@@ -917,3 +919,81 @@ class LatentPatternModel:
             ValueError: as :meth:`population_matrix`.
         """
         return self.roughness_bound_terms(w, activation, tau).sum(dim=-1)
+
+
+def relu_gaussian_moments(mean: torch.Tensor, std: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""First two moments of :math:`\mathrm{relu}(u)` for :math:`u\sim\mathcal N(a, s^2)`, elementwise:
+
+    .. math::
+        \mathbb E\,\mathrm{relu}(u) = a\,\Phi(a/s) + s\,\varphi(a/s),\qquad
+        \mathbb E\,\mathrm{relu}(u)^2 = (a^2+s^2)\,\Phi(a/s) + a\,s\,\varphi(a/s)
+
+    (the rectified-Gaussian moments; the ReLU case of :meth:`LatentPatternModel.gated_moments`
+    projected on :math:`w`). Chapter ``07_real_data`` uses them for the exact mean of the
+    uniform-α contrastive covariance of a one-layer ReLU network under Gaussian augmentation.
+
+    Args:
+        mean: tensor of means :math:`a` (any shape).
+        std: standard deviations :math:`s>0`, a float or a tensor broadcastable with ``mean``.
+
+    Returns:
+        ``(first, second)``, each of the broadcast shape, in ``mean``'s dtype.
+
+    Raises:
+        ValueError: for a non-tensor or non-finite ``mean``, or a ``std`` that is not finite and > 0.
+    """
+    if not isinstance(mean, torch.Tensor):
+        raise ValueError(f"mean must be a tensor, got {type(mean)}")
+    check_finite("mean", mean)
+    s = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
+    if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+        raise ValueError(f"std must be finite and > 0, got {std!r}")
+    z = mean / s
+    cdf, pdf = torch.special.ndtr(z), _std_normal_pdf(z)
+    return mean * cdf + s * pdf, (mean * mean + s * s) * cdf + mean * s * pdf
+
+
+def pattern_population_matrix(
+    means: torch.Tensor, probs: torch.Tensor, kernel: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""The population :math:`A=\tfrac12\sum_{k,l}p_kp_l\kappa_{kl}(m_k-m_l)(m_k-m_l)^\top` of
+    Lemma ``lem-population-a`` (chapter ``04_alpha_cl``) from given conditional means, in the
+    Laplacian form that needs no :math:`G\times G\times d` tensor:
+
+    .. math:: A = M^\top\big(\operatorname{diag}(\Omega 1)-\Omega\big)M,\qquad
+        \Omega = \operatorname{sym}\big((pp^\top)\circ\kappa\big),
+
+    which for uniform α (``kernel=None``) is the :math:`p`-weighted covariance of the rows of
+    :math:`M`, computed in :math:`O(Gd^2)`. Chapter ``07_real_data`` uses it with one "pattern"
+    per training image (the empirical measure standing in for the data law), where
+    :meth:`LatentPatternModel.population_matrix` would need :math:`G^2d` memory.
+
+    Args:
+        means: ``(..., G, d)`` conditional means :math:`m_k` (e.g. :meth:`LatentPatternModel.gated_means`).
+        probs: ``(G,)`` probabilities :math:`p_k` (non-negative, summing to 1).
+        kernel: ``None`` (uniform α) or ``(..., G, G)`` weights :math:`\kappa_{kl}` (symmetrised here).
+
+    Returns:
+        ``(..., d, d)`` symmetric positive semi-definite for a non-negative kernel.
+
+    Raises:
+        ValueError: naming the argument, for shapes that do not match, non-finite entries or
+            ``probs`` off the simplex.
+    """
+    if not isinstance(means, torch.Tensor) or means.dim() < 2:
+        raise ValueError(f"means must be a tensor of shape (..., G, d), got {getattr(means, 'shape', type(means))}")
+    check_finite("means", means)
+    g = means.shape[-2]
+    check_shape("probs", probs, (g,))
+    check_probability_vector("probs", probs)
+    probs = probs.to(means.dtype)
+    if kernel is None:
+        centred = means - torch.einsum("k,...kd->...d", probs, means)[..., None, :]
+        return (centred * probs[:, None]).transpose(-1, -2) @ centred
+    if not isinstance(kernel, torch.Tensor) or kernel.shape[-2:] != (g, g):
+        raise ValueError(f"kernel must have shape (..., {g}, {g}), got {tuple(getattr(kernel, 'shape', ()))}")
+    check_finite("kernel", kernel)
+    omega = probs[:, None] * probs[None, :] * kernel.to(means.dtype)
+    omega = 0.5 * (omega + omega.transpose(-1, -2))
+    laplacian = torch.diag_embed(omega.sum(-1)) - omega
+    return means.transpose(-1, -2) @ laplacian @ means

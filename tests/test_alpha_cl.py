@@ -503,3 +503,81 @@ def test_gate_jacobians_match_autograd_and_uniform_b_matches_the_numpy_derivativ
         np.testing.assert_allclose((b[k] @ basis).numpy(), _analytic_b(model, w[k], None) @ basis.numpy(), atol=1e-12)
         torch.testing.assert_close(b[k], model.uniform_roughness_matrix(w[k]))
     assert float(model.gate_jacobians(w, "linear").abs().max()) == 0.0
+
+
+# --- relu_gaussian_moments, pattern_population_matrix (chapter 07) -----------------------------
+
+
+def test_relu_gaussian_moments_match_scipy_quadrature():
+    from scipy import integrate, stats
+
+    means = torch.tensor([-2.0, -0.3, 0.0, 0.7, 3.0], dtype=DTYPE)
+    stds = torch.tensor([0.5, 1.0, 2.0, 0.8, 1.5], dtype=DTYPE)
+    first, second = clkit.relu_gaussian_moments(means, stds)
+    for a, s, m1, m2 in zip(means.tolist(), stds.tolist(), first.tolist(), second.tolist()):
+        q1 = integrate.quad(lambda u: u * stats.norm.pdf(u, a, s), 0, np.inf, epsabs=1e-13)[0]
+        q2 = integrate.quad(lambda u: u * u * stats.norm.pdf(u, a, s), 0, np.inf, epsabs=1e-13)[0]
+        assert m1 == pytest.approx(q1, rel=1e-9, abs=1e-12)
+        assert m2 == pytest.approx(q2, rel=1e-9, abs=1e-12)
+
+
+def test_relu_gaussian_moments_monte_carlo_and_float_std():
+    gen = _gen(3)
+    u = 0.4 + 1.3 * torch.randn(400_000, dtype=DTYPE, generator=gen)
+    first, second = clkit.relu_gaussian_moments(torch.tensor(0.4, dtype=DTYPE), 1.3)
+    r = torch.relu(u)
+    assert float(first) == pytest.approx(float(r.mean()), abs=5 * float(r.std()) / 632)
+    assert float(second) == pytest.approx(float(r.pow(2).mean()), abs=5 * float(r.pow(2).std()) / 632)
+
+
+def test_relu_gaussian_moments_bad_input():
+    with pytest.raises(ValueError, match="std"):
+        clkit.relu_gaussian_moments(torch.zeros(2, dtype=DTYPE), 0.0)
+    with pytest.raises(ValueError, match="mean"):
+        clkit.relu_gaussian_moments(torch.tensor([float("nan")], dtype=DTYPE), 1.0)
+    with pytest.raises(ValueError, match="mean"):
+        clkit.relu_gaussian_moments([0.0], 1.0)
+
+
+def test_pattern_population_matrix_matches_latent_pattern_model():
+    model = _pattern_model()
+    w = torch.randn(3, 4, dtype=DTYPE, generator=_gen(5))
+    for tau in (None, 0.7):
+        means = model.gated_means(w)
+        kernel = None if tau is None else model.kernel(w, tau=tau)
+        got = clkit.pattern_population_matrix(means, model.probs, kernel)
+        expected = model.population_matrix(w, tau=tau)
+        assert torch.allclose(got, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_pattern_population_matrix_pairwise_loop_with_nonsymmetric_kernel():
+    gen = _gen(6)
+    means = torch.randn(5, 3, dtype=DTYPE, generator=gen)
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.15, 0.25], dtype=DTYPE)
+    kernel = torch.rand(5, 5, dtype=DTYPE, generator=gen)
+    expected = np.zeros((3, 3))
+    m, p, k = means.numpy(), probs.numpy(), kernel.numpy()
+    for i in range(5):
+        for j in range(5):
+            diff = m[i] - m[j]
+            expected += 0.5 * p[i] * p[j] * k[i, j] * np.outer(diff, diff)
+    got = clkit.pattern_population_matrix(means, probs, kernel).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+    ones = clkit.pattern_population_matrix(means, probs, torch.ones(5, 5, dtype=DTYPE))
+    np.testing.assert_allclose(clkit.pattern_population_matrix(means, probs).numpy(),
+                               ones.numpy(), rtol=1e-12, atol=1e-14)
+    cov = np.cov(m.T, aweights=p, bias=True)
+    np.testing.assert_allclose(ones.numpy(), cov, rtol=1e-12, atol=1e-14)
+
+
+def test_pattern_population_matrix_bad_input():
+    means = torch.zeros(4, 2, dtype=DTYPE)
+    with pytest.raises(ValueError, match="probs"):
+        clkit.pattern_population_matrix(means, torch.full((3,), 1 / 3, dtype=DTYPE))
+    with pytest.raises(ValueError, match="probs"):
+        clkit.pattern_population_matrix(means, torch.full((4,), 0.3, dtype=DTYPE))
+    with pytest.raises(ValueError, match="kernel"):
+        clkit.pattern_population_matrix(means, torch.full((4,), 0.25, dtype=DTYPE),
+                                        torch.ones(3, 3, dtype=DTYPE))
+    with pytest.raises(ValueError, match="means"):
+        clkit.pattern_population_matrix(torch.zeros(4, dtype=DTYPE), torch.ones(4, dtype=DTYPE))
