@@ -9,6 +9,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup-env.sh"
 cd "$repo"
 export CLKIT_SCALE="${CLKIT_SCALE:-default}"
-rm -rf book/_build/claims
+rm -rf book/_build/claims book/_build/.jupyter_cache  # every chapter executes, its claims are audited
 jupyter-book build book/ -W -n --keep-going "$@"
 python scripts/audit_claims.py book/_build/claims

@@ -1,0 +1,129 @@
+"""Execute the book's chapters in parallel, before Sphinx reads them (jupyter-cache).
+
+``jupyter-book build book/`` reads documents one after another, and myst-nb executes each
+notebook as it is read, so one build keeps one of the machine's cores busy. With
+``execute_notebooks: cache`` myst-nb takes a notebook's outputs from jupyter-cache when the cache
+holds a run of the same code. This extension fills that cache first: on ``env-before-read-docs``
+it adds every MyST notebook Sphinx is about to read to the cache's project and runs
+jupyter-cache's own ``local-parallel`` executor on those without a cached run (one process per
+core, each notebook in its own kernel, in the notebook's folder, with the book's timeout). Then
+Sphinx reads every document as before, and myst-nb finds each notebook's outputs in the cache.
+
+Only public APIs are used: ``jupyter_cache.get_cache``, ``JupyterCacheBase.add_nb_to_project``,
+``list_unexecuted``, ``get_project_record`` and ``jupyter_cache.executors.load_executor``, and
+myst-nb's ``is_myst_markdown_notebook`` and its resolved configuration ``env.mystnb_config``.
+
+* Each kernel gets ``max(1, cores // workers)`` BLAS/OpenMP threads, so that the workers do not
+  oversubscribe the cores.
+* A notebook that fails in the parallel run fails the build here, with its traceback, when
+  ``execute.raise_on_error`` is true (it would otherwise be executed a second time by myst-nb).
+* ``sphinx: config: clbook_parallel_execution: false`` (or ``$CLBOOK_PARALLEL_EXECUTION=0``)
+  turns this off: myst-nb then executes each notebook as it reads it, as before. So does a
+  machine with one core, and an execution mode other than ``cache``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+#: jupyter-cache's reader for MyST Markdown notebooks (the one myst-nb itself passes it).
+MYST_READER = {"type": "plugin", "name": "myst_nb_md"}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _enabled(app: Sphinx, env: BuildEnvironment) -> bool:
+    if os.environ.get("CLBOOK_PARALLEL_EXECUTION", "1") == "0":
+        return False
+    if not app.config.clbook_parallel_execution:
+        return False
+    return env.mystnb_config.execution_mode == "cache" and (os.cpu_count() or 1) > 1
+
+
+def _notebooks(env: BuildEnvironment, docnames: list[str]) -> list[Path]:
+    """The MyST Markdown notebooks among ``docnames``, largest file first.
+
+    Larger chapters run longer, and jupyter-cache hands the notebooks to its workers in the
+    order they were added, so this order lets the longest start first.
+    """
+    from myst_nb.core.read import is_myst_markdown_notebook
+
+    paths = []
+    for docname in docnames:
+        path = Path(env.doc2path(docname))
+        if path.suffix == ".md" and is_myst_markdown_notebook(path.read_text(encoding="utf-8")):
+            paths.append(path)
+    return sorted(paths, key=lambda p: p.stat().st_size, reverse=True)
+
+
+@contextmanager
+def _threads_per_kernel(threads: int) -> Iterator[None]:
+    """Set the BLAS/OpenMP thread count that the kernels started inside inherit."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def execute_in_parallel(app: Sphinx, env: BuildEnvironment, docnames: list[str]) -> None:
+    """Run every notebook about to be read that has no cached run, in parallel (see module)."""
+    if not _enabled(app, env):
+        return
+    config = env.mystnb_config  # myst-nb's resolved configuration (cache path set by it)
+    from jupyter_cache import get_cache
+    from jupyter_cache.executors import load_executor
+
+    paths = _notebooks(env, docnames)
+    if not paths:
+        return
+    cache = get_cache(config.execution_cache_path)
+    pks = [cache.add_nb_to_project(str(path), read_data=MYST_READER).pk for path in paths]
+    pending = cache.list_unexecuted(filter_pks=pks)
+    if not pending:
+        return
+    cores = os.cpu_count() or 1
+    workers = min(cores, len(pending))
+    logger.info(
+        f"[clbook] executing {len(pending)} notebook(s) with jupyter-cache's local-parallel "
+        f"executor ({cores} processes, {max(1, cores // workers)} thread(s) per kernel)"
+    )
+    start = time.perf_counter()
+    executor = load_executor("local-parallel", cache=cache)
+    with _threads_per_kernel(max(1, cores // workers)):
+        result = executor.run_and_cache(
+            filter_pks=[record.pk for record in pending],
+            timeout=config.execution_timeout,
+            allow_errors=config.execution_allow_errors,
+        )
+    logger.info(f"[clbook] parallel execution took {time.perf_counter() - start:.1f} s")
+    failed = result.excepted + result.errored
+    if failed and config.execution_raise_on_error:
+        reports = []
+        for uri in failed:
+            record = cache.get_project_record(uri)
+            reports.append(f"{uri}\n{record.traceback or '(no traceback recorded)'}")
+        raise ExtensionError(
+            "Executing notebook failed in the parallel run:\n" + "\n\n".join(reports)
+        )
+
+
+def setup(app: Sphinx) -> dict[str, object]:
+    app.add_config_value("clbook_parallel_execution", True, "env", [bool])
+    app.connect("env-before-read-docs", execute_in_parallel, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
