@@ -206,6 +206,24 @@ def test_saddle_free_descends_from_near_a_saddle_like_scipy_trust_exact():
     assert abs(float(result.x[0]) - 1.0) < 1e-12
 
 
+def test_saddle_free_first_step_is_the_absolute_hessian_newton_step():
+    # One step from near the saddle of f = x^4/4 - x^2/2 + y^2, written out by hand:
+    # H = diag(3x^2 - 1, 2) has a negative eigenvalue; |H|^{-1} g is the saddle-free step
+    # (Dauphin et al. 2014). Clamping the negative eigenvalue instead of taking |.| gives a
+    # step of ~1e12 that the line search would cut to a different point.
+    def vgh(v):
+        x, y = v[..., 0], v[..., 1]
+        g = torch.stack([x**3 - x, 2 * y], -1)
+        h = torch.diag_embed(torch.stack([3 * x**2 - 1, torch.full_like(y, 2.0)], -1))
+        return x**4 / 4 - x**2 / 2 + y**2, g, h
+
+    x0 = torch.tensor([0.05, 0.3], dtype=DT)
+    gx, hx = 0.05**3 - 0.05, 3 * 0.05**2 - 1
+    expected = torch.tensor([0.05 - gx / abs(hx), 0.0], dtype=DT)  # full step passes Armijo
+    result = damped_newton(vgh, x0, grad_tol=1e-12, saddle_free=True, max_iter=1, strict=False)
+    np.testing.assert_allclose(result.x.numpy(), expected.numpy(), rtol=0, atol=1e-15)
+
+
 def test_batch_entries_are_independent_and_converged_ones_stay():
     _, _, value, vgh = _logistic_problems(batch=3, seed=2)
     together = damped_newton(vgh, torch.zeros(3, 3, dtype=DT), grad_tol=1e-12, value=value)
