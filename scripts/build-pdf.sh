@@ -13,10 +13,9 @@
 # Both are checked first, before anything is installed. Not part of CI; the publishing workflow
 # (.github/workflows/book.yml) runs it with --with-html and publishes the site with the PDF.
 #
-# --with-html: the chapters execute once, into a jupyter-cache (book/_build/.jupyter_cache, emptied
-# first so nothing stale is reused), through a copy of book/_config.yml with
-# `execute_notebooks: cache`; the PDF build fills the cache, the HTML build reads it. Failing cells
-# and claims fail either build, as in build-book.sh; the claims are audited at the end.
+# --with-html: the chapters execute once, into the book's jupyter-cache (book/_build/.jupyter_cache,
+# emptied first so nothing stale is reused); the PDF build fills the cache, the HTML build reads it.
+# Failing cells and claims fail either build, as in build-book.sh; the claims are audited at the end.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 apt_line="sudo apt-get install -y --no-install-recommends python3-venv texlive-latex-recommended \\
@@ -51,33 +50,16 @@ fi
 source "$repo/scripts/setup-env.sh"
 cd "$repo"
 export CLKIT_SCALE="${CLKIT_SCALE:-default}"
-config=()
-if [ "$with_html" = 1 ]; then
-  mkdir -p book/_build
-  rm -rf book/_build/.jupyter_cache book/_build/claims
-  python - "$repo/book/_config.yml" "$repo/book/_build/_config.cache.yml" <<'PY'
-import sys
-from pathlib import Path
-
-import yaml
-
-source, target = map(Path, sys.argv[1:])
-config = yaml.safe_load(source.read_text(encoding="utf-8"))
-config["execute"]["execute_notebooks"] = "cache"  # one execution, read by both builders
-extensions = config.get("sphinx", {}).get("local_extensions") or {}
-for name, folder in extensions.items():  # relative to the config file: make them absolute
-    extensions[name] = str((source.parent / folder).resolve())
-target.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-PY
-  config=(--config book/_build/_config.cache.yml)
-fi
-
-jupyter-book build book/ --builder pdflatex "${config[@]}" "${args[@]}"
+# Every chapter executes: the jupyter-cache that book/_config.yml's `execute_notebooks: cache` reads
+# is emptied first (book/_ext/parallel_execution.py fills it, the chapters in parallel).
+mkdir -p book/_build
+rm -rf book/_build/.jupyter_cache book/_build/claims
+jupyter-book build book/ --builder pdflatex "${args[@]}"
 pdf="book/_build/latex/clbook.pdf"
 test -s "$pdf" || { echo "build-pdf: no $pdf was produced" >&2; exit 1; }
 echo "PDF: $pdf ($(du -h "$pdf" | cut -f1))"
 
 if [ "$with_html" = 1 ]; then
-  jupyter-book build book/ "${config[@]}" -W -n --keep-going "${args[@]}"
+  jupyter-book build book/ -W -n --keep-going "${args[@]}"
   python scripts/audit_claims.py book/_build/claims
 fi
