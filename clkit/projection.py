@@ -45,6 +45,8 @@ __all__ = [
     "expansion_measure",
     "population_loss",
     "first_order_loss",
+    "second_order_loss",
+    "second_order_threshold",
     "first_order_loss_profile",
     "first_order_optimum",
     "rank_one_derivative",
@@ -256,6 +258,80 @@ def _first_order_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, t
     return -a / (tau * s) + torch.logaddexp(torch.zeros_like(u), -u) - _LOG2
 
 
+def second_order_loss(
+    W: torch.Tensor, mu: torch.Tensor, sigma2: float | torch.Tensor, tau: float | torch.Tensor
+) -> torch.Tensor:
+    r"""Consistent second-order surrogate :math:`\mathcal L_2(W)` (*the book's*, not the paper's).
+
+    :func:`population_loss` expanded to second order in :math:`c=1/(2\tau s)` at fixed
+    :math:`M=W^\top W` (every term of order :math:`c^2`, unlike :func:`first_order_loss`, which keeps
+    :math:`2c^2b^2` and drops :math:`c^2K_0`):
+
+    .. math::
+        \mathcal L_2(W)=-2c(a+b)+c^2\big(2b^2+K_0\big),\qquad
+        K_0=v^2\operatorname{tr}M^2+4v\,\mu^\top M^2\mu,
+
+    :math:`a=\operatorname{tr}M`, :math:`b=\mu^\top M\mu`, :math:`s=(1+\sigma^2)a+b`,
+    :math:`v=2(1+\sigma^2)`. Invariant under :math:`W\mapsto kW` (:math:`cM` is). Its rank-one
+    threshold is :func:`second_order_threshold`.
+
+    Shapes, arguments and errors as in :func:`population_loss`.
+
+    Example:
+        >>> mu = torch.tensor([2.0, 0.0, 0.0], dtype=torch.float64)
+        >>> round(float(second_order_loss(torch.eye(3, dtype=torch.float64), mu, 1.0, 0.5)), 6)
+        0.04
+    """
+    return _second_order_loss(*_loss_args(W, mu, sigma2, tau))
+
+
+def _second_order_loss(W: torch.Tensor, mu: torch.Tensor, sigma2: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    M, a, b, s = _moments(W, mu, sigma2, tau)
+    c = 1 / (2 * tau * s)
+    v = 2 * (1 + sigma2)
+    Mmu = (M @ mu.unsqueeze(-1)).squeeze(-1)
+    K0 = v**2 * M.pow(2).sum((-2, -1)) + 4 * v * Mmu.pow(2).sum(-1)  # tr M^2 = ||M||_F^2
+    return -2 * c * (a + b) + c**2 * (2 * b**2 + K0)
+
+
+def second_order_threshold(sigma2: Any, mu_norm2: Any) -> Any:
+    r"""Rank-one threshold :math:`\tau_2` of :func:`second_order_loss` (the book's derivation).
+
+    .. math::
+        \tau_2=\frac{w\,(\|\mu\|^4+4w\|\mu\|^2+2w^2)}{\sigma^2\|\mu\|^2\,(w+\|\mu\|^2)},
+        \qquad w=1+\sigma^2 .
+
+    Along :math:`M(T)=e_1e_1^\top+\tfrac{T}{p-1}P_\perp` (:math:`\mu=\|\mu\|e_1`) the slope of
+    :math:`\mathcal L_2` at :math:`T=0` is
+    :math:`g_2(\tau)=\sigma^2\|\mu\|^2/(\tau s^2)-w(2\|\mu\|^4+v^2+4v\|\mu\|^2)/(2\tau^2s^3)`
+    (:math:`s=w+\|\mu\|^2`, :math:`v=2w`), negative below :math:`\tau_2` and positive above; it is
+    also the leading root of the exact slope :func:`rank_one_derivative` expanded in :math:`c`.
+    :math:`\tau_2>\tau^*` always (:math:`\tau_2/\tau^*\ge w\log(1+2\sigma^2)/(2\sigma^2)\ge1`).
+
+    Args:
+        sigma2, mu_norm2: > 0; floats, numpy arrays (broadcast) or SymPy expressions.
+
+    Returns a float, an array or a SymPy expression.
+
+    Raises:
+        ValueError: naming the argument, if a numeric argument is not finite and > 0.
+
+    Example:
+        >>> round(second_order_threshold(1.0, 1.0), 6)
+        11.333333
+    """
+    if is_symbolic(sigma2, mu_norm2):
+        pass
+    elif isinstance(sigma2, np.ndarray) or isinstance(mu_norm2, np.ndarray):
+        sigma2, mu_norm2 = _positive_arrays(sigma2=sigma2, mu_norm2=mu_norm2)
+    else:
+        values = _scalar_params(sigma2=sigma2, mu_norm2=mu_norm2)
+        sigma2, mu_norm2 = values["sigma2"], values["mu_norm2"]
+    w = 1 + sigma2
+    rho = mu_norm2
+    return w * (rho**2 + 4 * w * rho + 2 * w**2) / (sigma2 * rho * (w + rho))
+
+
 @functools.lru_cache(maxsize=16)
 def _eye(p: int) -> np.ndarray:
     eye = np.eye(p)
@@ -304,6 +380,20 @@ def _first_order_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau:
     value = -a / (tau * s) + (math.log1p(math.exp(-abs(u))) + max(-u, 0.0)) - _LOG2
     du = 2 * np.outer(mu, mu) / (tau * s) - (2 * b / (tau * s**2)) * ds
     grad = -_eye(len(mu)) / (tau * s) + (a / (tau * s**2)) * ds - _sigmoid(-u) * du
+    return value, grad
+
+
+def _second_order_value_grad_M(M: np.ndarray, mu: np.ndarray, sigma2: float, tau: float):
+    r""":math:`\mathcal L_2` (:func:`second_order_loss`) and :math:`\partial\mathcal L_2/\partial M` in float64 numpy."""
+    a, b, s, ds, Mmu = _numpy_moments(M, mu, sigma2)
+    v = 2 * (1 + sigma2)
+    c = 1 / (2 * tau * s)
+    B = float(Mmu @ Mmu)
+    N = 2 * b**2 + v**2 * float(np.vdot(M, M)) + 4 * v * B
+    value = -2 * c * (a + b) + c**2 * N
+    dc = -(c / s) * ds
+    dN = 4 * b * np.outer(mu, mu) + 2 * v**2 * M + 4 * v * (np.outer(mu, Mmu) + np.outer(Mmu, mu))
+    grad = -2 * (a + b) * dc - 2 * c * (_eye(len(mu)) + np.outer(mu, mu)) + 2 * c * N * dc + c**2 * dN
     return value, grad
 
 
@@ -569,7 +659,7 @@ def _exact_threshold_array(sigma2: Any, mu_norm2: Any) -> np.ndarray:
     return np.exp(0.5 * (lo + hi))
 
 
-_LOSSES = ("population", "first_order")
+_LOSSES = ("population", "first_order", "second_order")
 _GRADIENTS = ("closed_form", "autograd")
 _NEWTON_STEPS = 30
 
@@ -647,8 +737,9 @@ def minimize_over_projector(
 
     .. math:: F(W)=\mathcal L(W,\mu,\sigma^2,\tau)+\big(\|W\|_F^2-1\big)^2,
 
-    with :math:`\mathcal L` = :func:`population_loss` (``loss="population"``) or
-    :func:`first_order_loss` (``loss="first_order"``). Both are invariant under :math:`W\mapsto kW`,
+    with :math:`\mathcal L` = :func:`population_loss` (``loss="population"``),
+    :func:`first_order_loss` (``loss="first_order"``) or :func:`second_order_loss`
+    (``loss="second_order"``). All are invariant under :math:`W\mapsto kW`,
     so the radial term only fixes the scale (it vanishes on the unit sphere): the minimisers of
     :math:`F` are those of :math:`\mathcal L` with :math:`\|W\|_F=1`, and only scale-free functions
     of :math:`\hat W` (such as :func:`expansion_measure`) are meaningful.
@@ -672,7 +763,7 @@ def minimize_over_projector(
     e.g. the rank-one :math:`W` at :math:`\tau\approx\tau_e`) is accepted.
 
     Args:
-        loss: ``"population"`` or ``"first_order"``.
+        loss: ``"population"``, ``"first_order"`` or ``"second_order"`` (:func:`second_order_loss`).
         mu: ``(p,)`` mean; sigma2, tau: > 0.
         W0: ``(q, p)`` non-zero starting point (its dtype and device are the result's).
         gradient: ``"closed_form"`` (float64 numpy: the chain rule through :math:`M=W^\top W`,
@@ -714,7 +805,8 @@ def minimize_over_projector(
 
     if gradient == "closed_form":
         # looked up at call time, so that a replaced module attribute (a planted error) is used
-        value_grad_M = _population_value_grad_M if loss == "population" else _first_order_value_grad_M
+        value_grad_M = {"population": _population_value_grad_M, "first_order": _first_order_value_grad_M,
+                        "second_order": _second_order_value_grad_M}[loss]
         mu_np = mu_t.detach().cpu().numpy().astype(np.float64)
         s2_np, tau_np = float(s2_t), float(tau_t)
 
@@ -732,7 +824,8 @@ def minimize_over_projector(
                           for e in np.eye(w.size) * h], 1) / (2 * h)
             return 0.5 * (H + H.T)
     else:
-        torch_loss = population_loss if loss == "population" else first_order_loss
+        torch_loss = {"population": population_loss, "first_order": first_order_loss,
+                      "second_order": second_order_loss}[loss]
 
         def objective(v: torch.Tensor) -> torch.Tensor:
             W = v.reshape(shape)

@@ -388,13 +388,13 @@ def test_bad_input_raises_value_error_naming_the_argument(call, argument):
         call()
 
 
-@pytest.mark.parametrize("name", ["population", "first_order"])
+@pytest.mark.parametrize("name", ["population", "first_order", "second_order"])
 @pytest.mark.parametrize("shape", [(3, 3), (2, 4), (5, 5)])
 def test_numpy_gradient_matches_autograd(name, shape):
     """The closed-form float64 gradient of minimize_over_projector(gradient="closed_form") equals autograd's."""
     gen = torch.Generator().manual_seed(sum(shape))
-    loss = projection.population_loss if name == "population" else projection.first_order_loss
-    core = projection._population_value_grad_M if name == "population" else projection._first_order_value_grad_M
+    loss = getattr(projection, f"{name}_loss")
+    core = getattr(projection, f"_{name}_value_grad_M")
     for sigma2, tau in [(0.1, 0.05), (1.0, 0.7), (4.0, 3.0)]:
         W = torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
         mu = 2 * torch.randn(shape[1], generator=gen, dtype=torch.float64)
@@ -565,3 +565,43 @@ def test_exact_threshold_matches_mpmath_at_extreme_configurations(sigma2, rho):
     root = mp.e ** mp.findroot(bracket, mp.log(scalar))
     assert float(abs(scalar / root - 1)) < 1e-14
     assert float(abs(clkit.exact_threshold(np.array([sigma2]), rho)[0] / root - 1)) < 1e-14
+
+
+# --- the consistent second-order surrogate and its threshold tau_2 -------------------------------
+
+
+def test_second_order_loss_is_the_population_loss_to_second_order_in_c():
+    """C - L2 = O(c^3): the ratio of the gaps a decade apart in tau is 10^3 (a dropped K0: 10^2)."""
+    W, mu = _random((3, 4), seed=41), _mu([0.7, -1.0, 0.2, 0.4])
+    gaps = [abs(float(clkit.population_loss(W, mu, 1.3, t) - clkit.second_order_loss(W, mu, 1.3, t)))
+            for t in (1e2, 1e3)]
+    assert math.log10(gaps[0] / gaps[1]) == pytest.approx(3.0, abs=0.01)
+    assert float(clkit.second_order_loss(3.0 * W, mu, 1.3, 0.4)) == pytest.approx(
+        float(clkit.second_order_loss(W, mu, 1.3, 0.4)), rel=1e-13)
+
+
+@pytest.mark.parametrize("sigma2, rho", [(0.3, 0.5), (1.0, 1.0), (10.0, 256.0)])
+def test_second_order_threshold_is_where_the_full_matrix_minimiser_of_L2_becomes_rank_one(sigma2, rho):
+    mu = _mu([math.sqrt(rho), 0.0, 0.0])
+    t2 = clkit.second_order_threshold(sigma2, rho)
+    shares = [1 - float(clkit.expansion_measure(clkit.minimize_over_projector(
+        "second_order", mu, sigma2, f * t2, _random((3, 3), seed=5), gtol=1e-10), mu)) for f in (0.99, 1.01)]
+    assert shares[0] > 1e-4 and shares[1] < 1e-9
+
+
+def test_second_order_threshold_is_a_sign_change_of_autograd_slope_and_brackets_tau_e():
+    def slope(tau, sigma2, rho, T=1e-10):
+        T_t = torch.tensor(T, dtype=DTYPE, requires_grad=True)
+        W = torch.diag(torch.stack([torch.ones((), dtype=DTYPE), (T_t / 2).sqrt(), (T_t / 2).sqrt()]))
+        (g,) = torch.autograd.grad(clkit.second_order_loss(W, _mu([math.sqrt(rho), 0, 0]), sigma2, tau), T_t)
+        return float(g)
+
+    for sigma2, rho in [(0.2, 3.0), (2.0, 0.5), (20.0, 900.0)]:
+        t2 = clkit.second_order_threshold(sigma2, rho)
+        assert slope(t2 * (1 - 1e-6), sigma2, rho) < 0 < slope(t2 * (1 + 1e-6), sigma2, rho)
+        assert clkit.tau_star(sigma2, rho) < t2 and clkit.exact_threshold(sigma2, rho) < t2
+    grid = clkit.second_order_threshold(np.array([0.2, 2.0]), np.array([3.0, 0.5]))
+    np.testing.assert_allclose(grid, [clkit.second_order_threshold(0.2, 3.0),
+                                      clkit.second_order_threshold(2.0, 0.5)], rtol=1e-15)
+    with pytest.raises(ValueError, match="mu_norm2"):
+        clkit.second_order_threshold(1.0, -1.0)

@@ -117,6 +117,47 @@ def _no_second_order_test(original: Callable[..., Any]) -> Callable[..., Any]:
     return wrong
 
 
+def _tau2_without_K0(original: Callable[..., Any]) -> Callable[..., Any]:
+    """tau_2 of the second-order surrogate with c^2 K_0 dropped (only L~'s 2c^2 b^2 kept):
+    w |mu|^2 / (sigma2 (w + |mu|^2)) instead of w (|mu|^4 + 4w|mu|^2 + 2w^2) / (sigma2 |mu|^2 (w + |mu|^2))."""
+
+    @functools.wraps(original)
+    def wrong(sigma2: Any, mu_norm2: Any) -> Any:
+        value = original(sigma2, mu_norm2)  # validates the arguments
+        w = 1 + sigma2
+        return value * mu_norm2**2 / (mu_norm2**2 + 4 * w * mu_norm2 + 2 * w**2)
+
+    return wrong
+
+
+def _tau2_coefficient(original: Callable[..., Any]) -> Callable[..., Any]:
+    """tau_2 with 2w|mu|^2 for 4w|mu|^2 in the bracket (K_0's cross term 4v mu^T M^2 mu halved)."""
+
+    @functools.wraps(original)
+    def wrong(sigma2: Any, mu_norm2: Any) -> Any:
+        value = original(sigma2, mu_norm2)
+        w = 1 + sigma2
+        rho = mu_norm2
+        return value * (rho**2 + 2 * w * rho + 2 * w**2) / (rho**2 + 4 * w * rho + 2 * w**2)
+
+    return wrong
+
+
+def _second_order_loss_without_K0(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The second-order surrogate's torch loss without c^2 K_0 (the first-order surrogate's truncation)."""
+
+    @functools.wraps(original)
+    def wrong(W: Any, mu: Any, sigma2: Any, tau: Any) -> Any:
+        M = W.transpose(-2, -1) @ W
+        a = M.diagonal(dim1=-2, dim2=-1).sum(-1)
+        b = (mu.unsqueeze(-2) @ M @ mu.unsqueeze(-1)).squeeze(-1).squeeze(-1)
+        s = (1 + sigma2) * a + b
+        c = 1 / (2 * tau * s)
+        return -2 * c * (a + b) + 2 * c**2 * b**2
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
                  description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
@@ -167,4 +208,16 @@ PLANTED: list[PlantedError] = [
                  description="minimize_over_projector accepts any stationary point (the review's "
                              "finding: the rank-one saddle below tau_e)",
                  make=_no_second_order_test),
+    PlantedError(id="02-tau2-without-K0", chapter="02_projection_heads",
+                 target="clkit.projection.second_order_threshold",
+                 description="tau_2 from the second-order terms with c^2 K_0 dropped (only 2c^2 b^2)",
+                 make=_tau2_without_K0),
+    PlantedError(id="02-tau2-coefficient", chapter="02_projection_heads",
+                 target="clkit.projection.second_order_threshold",
+                 description="tau_2 with 2w|mu|^2 for 4w|mu|^2 (K_0's cross term halved)",
+                 make=_tau2_coefficient),
+    PlantedError(id="02-second-order-loss-without-K0", chapter="02_projection_heads",
+                 target="clkit.projection._second_order_loss",
+                 description="the second-order surrogate's loss without c^2 K_0",
+                 make=_second_order_loss_without_K0),
 ]
