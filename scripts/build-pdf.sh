@@ -54,12 +54,12 @@ export CLKIT_SCALE="${CLKIT_SCALE:-default}"
 # is emptied first (book/_ext/parallel_execution.py fills it, the chapters in parallel).
 mkdir -p book/_build
 rm -rf book/_build/.jupyter_cache book/_build/claims
-jupyter-book build book/ --builder pdflatex "${args[@]}"
+jupyter-book build book/ --all --builder pdflatex "${args[@]}"
 pdf="book/_build/latex/clbook.pdf"
 test -s "$pdf" || { echo "build-pdf: no $pdf was produced" >&2; exit 1; }
 echo "PDF: $pdf ($(du -h "$pdf" | cut -f1))"
 
 if [ "$with_html" = 1 ]; then
-  jupyter-book build book/ -W -n --keep-going "${args[@]}"
+  jupyter-book build book/ --all -W -n --keep-going "${args[@]}"
   python scripts/audit_claims.py book/_build/claims
 fi
