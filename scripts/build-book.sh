@@ -2,8 +2,9 @@
 # Quick-start command 1: install what is needed into .venv, then build the book with
 # `jupyter-book build book/`, executing every chapter (each in a fresh kernel, as many at once as
 # the machine has cores: book/_ext/parallel_execution.py) at the scale CLKIT_SCALE (default:
-# "default"). Warnings, broken references, failing cells and failing claims all fail the build. The HTML lands in book/_build/html; each chapter's claims in
-# book/_build/claims/<chapter>.json, audited at the end. Extra arguments go to jupyter-book.
+# "default"). Warnings, broken references, failing cells and failing claims all fail the build.
+# The HTML lands in book/_build/html; each chapter's claims in book/_build/claims/<chapter>.json,
+# audited at the end. Extra arguments go to jupyter-book.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup-env.sh"
