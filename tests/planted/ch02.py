@@ -158,6 +158,16 @@ def _second_order_loss_without_K0(original: Callable[..., Any]) -> Callable[...,
     return wrong
 
 
+def _projector_parameter_p(original: Callable[..., Any]) -> Callable[..., Any]:
+    """eta of W_eta from t~ with p for p - 1: sqrt(p t/(1 - t)) - 1."""
+
+    @functools.wraps(original)
+    def wrong(t_tilde: float, p: int) -> float:
+        return original(t_tilde, p + 1)
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError(id="02-tau-star-2pct", chapter="02_projection_heads", target="clkit.projection.tau_star",
                  description="tau* 2 % too large (reaches the SymPy step u(|mu|^2) = log(1 + 2 sigma2) at tau*)",
@@ -220,4 +230,8 @@ PLANTED: list[PlantedError] = [
                  target="clkit.projection._second_order_loss",
                  description="the second-order surrogate's loss without c^2 K_0",
                  make=_second_order_loss_without_K0),
+    PlantedError(id="02-projector-parameter-p", chapter="02_projection_heads",
+                 target="clkit.projection.projector_parameter",
+                 description="eta* from t~ with p written for p - 1 ((1 + eta)^2 = p t/(1 - t))",
+                 make=_projector_parameter_p),
 ]
