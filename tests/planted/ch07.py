@@ -58,6 +58,26 @@ def _augmentation_variance_half(original: Callable[..., Any]) -> Callable[..., A
     return wrong
 
 
+def _relu_moments_std_10pct(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(mean: Any, std: Any) -> Any:
+        return original(mean, 1.1 * std)  # the mistake: the view noise 10 % too strong
+
+    return wrong
+
+
+def _population_uncentred(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(means: Any, probs: Any, kernel: Any = None) -> Any:
+        if kernel is not None:
+            return original(means, probs, kernel)
+        # the mistake: uniform alpha's A(w) as the uncentred second moment sum_k p_k m_k m_k^T
+        weighted = means * probs.to(means.dtype)[:, None]
+        return weighted.transpose(-1, -2) @ means
+
+    return wrong
+
+
 PLANTED: list[PlantedError] = [
     PlantedError("07-pooled-covariance-10pct", "07_real_data",
                  "clkit.digits.fit_shared_covariance_mixture",
@@ -78,4 +98,12 @@ PLANTED: list[PlantedError] = [
                  "clkit.projection.exact_threshold",
                  "tau_e 30 % too large (the bracket claims of the projection heads must fail)",
                  scaled(1.3)),
+    PlantedError("07-relu-moments-std-10pct", "07_real_data",
+                 "clkit.alpha_cl.relu_gaussian_moments",
+                 "rectified-Gaussian moments with the noise sd 10 % too large (alpha-CL check "
+                 "of E C_N on digits)", _relu_moments_std_10pct),
+    PlantedError("07-population-uncentred", "07_real_data",
+                 "clkit.alpha_cl.pattern_population_matrix",
+                 "uniform-alpha A(w) without centring the gated means (alpha-CL roughness)",
+                 _population_uncentred),
 ]
