@@ -58,10 +58,16 @@ def _augmentation_variance_half(original: Callable[..., Any]) -> Callable[..., A
     return wrong
 
 
-def _relu_moments_std_10pct(original: Callable[..., Any]) -> Callable[..., Any]:
+def _relu_mean_no_noise_term(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrong(mean: Any, std: Any) -> Any:
-        return original(mean, 1.1 * std)  # the mistake: the view noise 10 % too strong
+        import torch
+
+        first, second = original(mean, std)
+        # the mistake: E relu(u) = a Phi(a/s), the s phi(a/s) term of the noise dropped
+        s = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
+        pdf = torch.exp(-0.5 * (mean / s) ** 2) / (2 * torch.pi) ** 0.5
+        return first - s * pdf, second
 
     return wrong
 
@@ -98,10 +104,10 @@ PLANTED: list[PlantedError] = [
                  "clkit.projection.exact_threshold",
                  "tau_e 30 % too large (the bracket claims of the projection heads must fail)",
                  scaled(1.3)),
-    PlantedError("07-relu-moments-std-10pct", "07_real_data",
+    PlantedError("07-relu-mean-no-noise-term", "07_real_data",
                  "clkit.alpha_cl.relu_gaussian_moments",
-                 "rectified-Gaussian moments with the noise sd 10 % too large (alpha-CL check "
-                 "of E C_N on digits)", _relu_moments_std_10pct),
+                 "rectified-Gaussian mean without its s phi(a/s) term (alpha-CL check of "
+                 "E C_N on digits)", _relu_mean_no_noise_term),
     PlantedError("07-population-uncentred", "07_real_data",
                  "clkit.alpha_cl.pattern_population_matrix",
                  "uniform-alpha A(w) without centring the gated means (alpha-CL roughness)",
