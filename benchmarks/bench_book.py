@@ -3,7 +3,7 @@
     python benchmarks/bench_book.py --scale default --repeat 3          # every chapter
     python benchmarks/bench_book.py --scale smoke 02_projection_heads    # one chapter
     python benchmarks/bench_book.py --scale smoke --profile 15          # + the hottest functions
-    python benchmarks/bench_book.py --build --scale default --repeat 2  # whole builds
+    python benchmarks/bench_book.py --build --scale default --repeat 2  # whole builds, parallel vs serial
     python benchmarks/bench_book.py --rev HEAD ...                      # a commit instead of the work tree
 
 Per chapter, over ``--repeat`` runs each in a fresh kernel (as ``jupyter-book build`` executes it,
@@ -15,10 +15,13 @@ the kernel and prints the N functions with the most own time and the N clkit fun
 most cumulative time.
 
 ``--build`` times whole builds of a copy of the book (never ``book/_build``) with
-``jupyter-book build <book> -W -n --keep-going`` (``execute_notebooks: force``, one chapter after
-another, as ``scripts/build-book.sh`` does), ``--repeat`` times, and compares the executed
-notebooks of the builds cell by cell (every output's text, HTML and image data): the book's own
-run-to-run variation.
+``jupyter-book build <book> -W -n --keep-going``, as ``scripts/build-book.sh`` does, in two modes
+taken in turn (parallel, serial, parallel, serial, ...; ``--repeat`` pairs): *parallel* is the
+book's own (``book/_ext/parallel_execution.py`` runs the chapters through jupyter-cache's
+local-parallel executor), *serial* sets ``CLBOOK_PARALLEL_EXECUTION=0`` (myst-nb executes each
+chapter as it reads it). It prints each pair's ratio parallel/serial (pairing keeps the ratio
+meaningful when the machine's load drifts), and compares the executed notebooks of all builds cell
+by cell (every output's text, HTML and image data): run-to-run and mode-to-mode variation.
 
 Timings depend on what else runs: every table carries ``nproc``, the CPU model and the load
 average (1 min) before and after each measurement. Results also go to
@@ -295,32 +298,39 @@ def _differences(a: dict[str, list[str]], b: dict[str, list[str]]) -> dict[str, 
     return diff
 
 
+MODES = {"parallel": "1", "serial": "0"}  # value of $CLBOOK_PARALLEL_EXECUTION
+
+
 def bench_build(root: Path, scale: str, repeat: int, work: Path) -> list[dict]:
-    """``repeat`` whole builds of a copy of ``root``'s book; then their outputs compared pairwise."""
+    """``repeat`` pairs of whole builds (parallel, serial) of a copy of ``root``'s book; then
+    their outputs compared pairwise."""
     results, outputs = [], {}
     bin_dir = Path(sys.executable).parent
     for r in range(repeat):
-        dest = work / f"build-{r + 1}"
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(root / "book", dest / "book", ignore=shutil.ignore_patterns("_build"))
-        book = dest / "book"
-        env = dict(os.environ, CLKIT_SCALE=scale)
-        if root != REPO:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        before = load()
-        t0 = time.perf_counter()
-        step = subprocess.run([str(bin_dir / "jupyter-book"), "build", str(book), "-W", "-n", "--keep-going"],
-                              env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        ok = step.returncode == 0
-        (dest / "build.log").write_text(step.stdout + step.stderr)
-        row = {"mode": "serial", "run": r + 1, "seconds": seconds, "ok": ok, "load": [before, load()]}
-        print(f"  build run {r + 1}: {seconds:.1f} s ({'ok' if ok else 'FAILED'}), "
-              f"load {before:.1f} -> {row['load'][1]:.1f}", file=sys.stderr, flush=True)
-        results.append(row)
-        if ok:
-            outputs[("build", r + 1)] = _outputs(book)
+        for mode, flag in MODES.items():
+            dest = work / f"build-{mode}-{r + 1}"
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(root / "book", dest / "book", ignore=shutil.ignore_patterns("_build"))
+            book = dest / "book"
+            env = dict(os.environ, CLKIT_SCALE=scale, CLBOOK_PARALLEL_EXECUTION=flag)
+            env["CLKIT_CLAIMS_DIR"] = str(dest / "claims")
+            if root != REPO:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+            env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+            before = load()
+            t0 = time.perf_counter()
+            step = subprocess.run(
+                [str(bin_dir / "jupyter-book"), "build", str(book), "-W", "-n", "--keep-going"],
+                env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - t0
+            ok = step.returncode == 0
+            (dest / "build.log").write_text(step.stdout + step.stderr)
+            row = {"mode": mode, "run": r + 1, "seconds": seconds, "ok": ok, "load": [before, load()]}
+            print(f"  {mode} build run {r + 1}: {seconds:.1f} s ({'ok' if ok else 'FAILED'}), "
+                  f"load {before:.1f} -> {row['load'][1]:.1f}", file=sys.stderr, flush=True)
+            results.append(row)
+            if ok:
+                outputs[(mode, r + 1)] = _outputs(book)
     comparisons = {}
     keys = sorted(outputs)
     for i, a in enumerate(keys):
@@ -332,11 +342,16 @@ def bench_build(root: Path, scale: str, repeat: int, work: Path) -> list[dict]:
 
 def build_table(results: list[dict]) -> str:
     lines = ["| build | run | wall s | load (1 min) | ok |", "|---|---:|---:|---:|---|"]
-    for r in results:
-        if "mode" not in r:
-            continue
-        lines.append(f"| `jupyter-book build` | {r['run']} | {r['seconds']:.1f} | "
+    runs = [r for r in results if "mode" in r]
+    for r in runs:
+        lines.append(f"| {r['mode']} | {r['run']} | {r['seconds']:.1f} | "
                      f"{r['load'][0]:.1f}–{r['load'][1]:.1f} | {'yes' if r['ok'] else 'FAILED'} |")
+    ratios = [p["seconds"] / s["seconds"] for p in runs if p["mode"] == "parallel"
+              for s in runs if s["mode"] == "serial" and s["run"] == p["run"]]
+    if ratios:
+        lines += ["", "parallel / serial wall time, pair by pair: "
+                  + ", ".join(f"{x:.3f}" for x in ratios)
+                  + f" (median {statistics.median(ratios):.3f})"]
     comparisons = results[-1].get("comparisons", {})
     if comparisons:
         lines += ["", "Code cells whose outputs differ (per executed notebook; -1: different cell count):", ""]
@@ -352,7 +367,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapters", nargs="*", help="file stems under book/chapters (default: all in _toc.yml)")
     parser.add_argument("--scale", default="default", choices=("smoke", "default", "large"))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per chapter (or per build mode)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per chapter (or pairs of builds)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also profile each chapter once with cProfile and print the N hottest functions")
     parser.add_argument("--build", action="store_true", help="time whole builds (jupyter-book build) instead")
