@@ -37,17 +37,20 @@ class AdversarialSearch(NamedTuple):
     max_rho_with_condition: float
     closest_approach: float
     best_score: float
+    epsilon_coefficient: float = 2.0
+    max_anchor_spread: float = -math.inf  # largest D(a) among the violations
 
 
 def _chord(angle: torch.Tensor) -> torch.Tensor:
     return 2 * (angle / 2).sin().abs()
 
 
-def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: int, r_coefficient: float
-                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: int, r_coefficient: float,
+                                epsilon_coefficient: float = 2.0
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Evaluate the configurations ``params`` (see :func:`theorem1_adversarial_search`).
 
-    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin)``.
+    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin, D(a))``.
     Each parameter is a row of the transpose of ``params`` (the reductions run over rows).
     """
     k = n_classes
@@ -57,44 +60,57 @@ def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: i
     theta_b, theta_c, theta_c2 = cols[3 + k], cols[4 + k], cols[5 + k]
     phi = cols[6 + k:5 + 2 * k]  # (K-1, n) angles of the other classes
     psi = cols[5 + 2 * k:4 + 3 * k]  # (K-1, n) their spreads
-    epsilon = 2 * cols[4 + 3 * k].sigmoid()
-    shared, moved = beta / n_views, beta * (n_views - 1) / n_views  # views of b at 0 and at theta_b
-    # mu_0 = (alpha + beta/M) e_0 + beta (M-1)/M u(theta_b) + gamma/2 (u(theta_c) + u(theta_c2))
-    mu0_x = (alpha + shared) + moved * theta_b.cos() + (gamma / 2) * (theta_c.cos() + theta_c2.cos())
-    mu0_y = moved * theta_b.sin() + (gamma / 2) * (theta_c.sin() + theta_c2.sin())
+    # the anchor a: f(a) = e_0 (its view at angle 0), a fraction lam of its views at theta_a,
+    # so D(a) = chord(theta_a); it is certified: eps is drawn in [D(a), 2]
+    theta_a, lam = cols[5 + 3 * k], cols[6 + 3 * k].sigmoid()
+    d_a = _chord(theta_a)
+    epsilon = d_a + (2 - d_a) * cols[4 + 3 * k].sigmoid()
+    shared, moved = beta / n_views, beta * (n_views - 1) / n_views  # views of b at theta_a and theta_b
+    # mu_0 = alpha ((1-lam) e_0 + lam u(theta_a)) + beta/M u(theta_a) + beta (M-1)/M u(theta_b)
+    #        + gamma/2 (u(theta_c) + u(theta_c2))
+    mu0_x = alpha * (1 - lam) + (alpha * lam + shared) * theta_a.cos() + moved * theta_b.cos() \
+        + (gamma / 2) * (theta_c.cos() + theta_c2.cos())
+    mu0_y = (alpha * lam + shared) * theta_a.sin() + moved * theta_b.sin() \
+        + (gamma / 2) * (theta_c.sin() + theta_c2.sin())
     other_x = ((phi.cos() + (phi + psi).cos()) / 2).T  # (n, K-1)
     other_y = ((phi.sin() + (phi + psi).sin()) / 2).T
     centres = torch.stack([torch.cat([mu0_x[:, None], other_x], dim=1),
                            torch.cat([mu0_y[:, None], other_y], dim=1)], dim=-1)  # (n, K, 2)
-    d_b, d_c, d_other = _chord(theta_b), _chord(theta_c - theta_c2), _chord(psi)
+    d_b, d_c, d_other = _chord(theta_b - theta_a), _chord(theta_c - theta_c2), _chord(psi)
     r_eps = weights[0] * (beta * (d_b > epsilon) + gamma * (d_c > epsilon)) \
         + (weights[1:] * (d_other > epsilon)).sum(dim=0)
     sigma = alpha + beta  # the other classes are their own main parts (sigma_l = 1)
-    rho = rho_max(sigma, r_eps.clamp(0, 1), weights.min(dim=0).values, 1.0, epsilon, r_coefficient=r_coefficient)
+    # epsilon_coefficient 2 is eq. rho: sigma * 2 eps / r
+    rho = rho_max(sigma, r_eps.clamp(0, 1), weights.min(dim=0).values, 1.0, epsilon * epsilon_coefficient / 2,
+                  r_coefficient=r_coefficient)
     threshold = divergence_threshold(rho, centre_norm_deficit(centres, 1.0), 1.0)
     margin = threshold - _max_off_diagonal_inner(centres)
-    # input a (in the main part, all views at angle 0, so D(a) = 0 <= eps): misclassified when
+    # input a (in the main part, f(a) = e_0, D(a) <= eps): misclassified when
     # some other centre is at least as close as mu_0
     dist_0 = (1 - mu0_x).pow(2) + mu0_y.pow(2)
     dist_other = (1 - other_x).pow(2) + other_y.pow(2)
     misclassified = dist_0 - dist_other.min(dim=1).values
-    return margin > 0, misclassified, rho, margin
+    return margin > 0, misclassified, rho, margin, d_a
 
 
 def theorem1_adversarial_search(n_configurations: int, generator: torch.Generator, *, r_coefficient: float,
                                 n_classes: int = 2, n_rounds: int = 12, n_restarts: int = 16,
-                                n_views: int = 8, dtype: torch.dtype = torch.float64) -> AdversarialSearch:
+                                n_views: int = 8, epsilon_coefficient: float = 2.0,
+                                dtype: torch.dtype = torch.float64) -> AdversarialSearch:
     r"""Search for configurations that break Theorem 1's certificate with coefficient :math:`c`.
 
     A configuration (``r = 1``, :math:`d = 2`) is a finite instance built to give an adversary the
-    freedom the proof allows. Class 0 has three inputs: *a* (mass :math:`\alpha`, all :math:`M` views
-    embedded at angle 0, so :math:`D(a) = 0`), *b* (mass :math:`\beta`, one view shared with *a*, so
+    freedom the proof allows. Class 0 has three inputs: *a* (mass :math:`\alpha`, embedded at angle 0,
+    a fraction :math:`1-\lambda` of its views at angle 0 and :math:`\lambda` at :math:`\theta_a`, so
+    :math:`D(a) = 2|\sin(\theta_a/2)|`, and certified: :math:`\varepsilon` is drawn in
+    :math:`[D(a), 2]`), *b* (mass :math:`\beta`, one view shared with *a* at :math:`\theta_a`, so
     :math:`d_A(a, b) = 0`, and :math:`M-1` views at angle :math:`\theta_b`) and *c* (mass
     :math:`\gamma`, outside the main part :math:`\{a, b\}`, views at two free angles). Every other
     class :math:`\ell` is one input with views at two free angles. Class weights, masses,
     angles and :math:`\varepsilon` are free; :math:`\sigma = \alpha+\beta`, :math:`R_\varepsilon`,
     :math:`\mu_k`, :math:`\Delta_\mu` and the condition (:func:`rho_max` with ``r_coefficient``,
-    :func:`divergence_threshold`) are computed exactly. A *violation* is a configuration where the
+    :func:`divergence_threshold`) are computed exactly; ``epsilon_coefficient`` replaces the 2 of
+    :math:`2\sigma\varepsilon/r` in :math:`\rho_{\max}` (2 is the slides'). A *violation* is a configuration where the
     condition holds and the certified input *a* is misclassified by the nearest-centre rule.
 
     The search splits ``n_configurations`` into ``n_restarts`` independent populations, draws them
@@ -119,12 +135,13 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     _check_int("n_views", n_views, 2)
     r_coefficient = check_nonnegative("r_coefficient", r_coefficient)
     _check_int("n_restarts", n_restarts, 1)
-    dim = 5 + 3 * n_classes
+    epsilon_coefficient = check_nonnegative("epsilon_coefficient", epsilon_coefficient)
+    dim = 7 + 3 * n_classes
     device = generator.device
     size = max(20, n_configurations // n_restarts)
     keep = max(1, size // 20)
     totals = [0, 0, 0, 0]
-    max_rho, best, closest = -math.inf, -math.inf, -math.inf
+    max_rho, best, closest, max_spread = -math.inf, -math.inf, -math.inf, -math.inf
     # independent populations, evolved side by side: (restarts, size, dim)
     # random draws in float32, evaluated in ``dtype``
     def noise(*shape: int) -> torch.Tensor:
@@ -133,13 +150,16 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     params = noise(n_restarts, size, dim) * 2
     odd = (torch.arange(n_restarts, device=device) % 2 == 1)[:, None]
     for round_ in range(n_rounds + 1):
-        condition, misclassified, rho, margin = _adversarial_configurations(params.reshape(-1, dim), n_classes,
-                                                                           n_views, r_coefficient)
+        condition, misclassified, rho, margin, d_a = _adversarial_configurations(params.reshape(-1, dim), n_classes,
+                                                                           n_views, r_coefficient,
+                                                                           epsilon_coefficient)
         violation = condition & (misclassified > 0)
         totals[0] += condition.numel()
         totals[1] += int(condition.sum())
         totals[2] += int(violation.sum())
         totals[3] += int((violation & (rho <= SLIDES_RHO_LIMIT)).sum())
+        if bool(violation.any()):
+            max_spread = max(max_spread, float(d_a[violation].max()))
         if bool(condition.any()):
             max_rho = max(max_rho, float(rho[condition].max()))
             closest = max(closest, float(misclassified[condition].max()))
@@ -158,5 +178,6 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
         params = parents + scale * noise(*parents.shape)
     return AdversarialSearch(r_coefficient=r_coefficient, n_evaluated=totals[0], n_condition=totals[1],
                              n_violations=totals[2], n_violations_rho_le_half=totals[3],
-                             max_rho_with_condition=max_rho, closest_approach=closest, best_score=best)
+                             max_rho_with_condition=max_rho, closest_approach=closest, best_score=best,
+                             epsilon_coefficient=epsilon_coefficient, max_anchor_spread=max_spread)
 

@@ -510,6 +510,15 @@ def test_adversarial_search_finds_violations_only_with_a_wrong_constant():
     assert right.n_violations == 0
 
 
+def test_adversarial_search_stresses_the_epsilon_term():
+    # sigma eps / r in place of 2 sigma eps / r: the search finds violations with a spread anchor
+    gen = lambda: clkit.make_generator(7, "cpu")  # noqa: E731
+    half = theorem1_adversarial_search(16000, gen(), r_coefficient=1.0, n_views=64, epsilon_coefficient=1.0)
+    assert half.n_violations > 0 and half.max_anchor_spread > 0.01
+    full = theorem1_adversarial_search(16000, gen(), r_coefficient=1.0, n_views=64)
+    assert full.n_violations == 0 and full.epsilon_coefficient == 2.0
+
+
 def test_batched_encoders_are_independent_members():
     pair = LatticeEncoders([3, 4], 30, 8, 2, 1.5)
     single = LatticeEncoders([4], 30, 8, 2, 1.5)
@@ -713,18 +722,20 @@ def test_adversarial_configurations_match_a_loop_over_configurations():
 
     gen = torch.Generator().manual_seed(4)
     for k in (2, 3):
-        params = 2 * torch.randn(50, 5 + 3 * k, generator=gen, dtype=DT)
-        condition, misclassified, rho, margin = _adversarial_configurations(params, k, 8, 1.0)
+        params = 2 * torch.randn(50, 7 + 3 * k, generator=gen, dtype=DT)
+        condition, misclassified, rho, margin, d_a = _adversarial_configurations(params, k, 8, 1.0)
         for i in range(50):
             p = params[i]
             alpha, beta, gamma = p[0:3].softmax(0)
             w = p[3:3 + k].softmax(0)
             unit = lambda a: torch.stack([torch.cos(a), torch.sin(a)])
             chord = lambda a: 2 * abs(math.sin(float(a) / 2))
-            tb, tc, tc2, eps = p[3 + k], p[4 + k], p[5 + k], 2 * torch.sigmoid(p[4 + 3 * k])
-            mu = [(alpha + beta / 8) * unit(torch.tensor(0.0, dtype=DT)) + beta * 7 / 8 * unit(tb)
-                  + gamma / 2 * (unit(tc) + unit(tc2))]
-            r_eps = w[0] * (beta * (chord(tb) > eps) + gamma * (chord(tc - tc2) > eps))
+            tb, tc, tc2 = p[3 + k], p[4 + k], p[5 + k]
+            ta, lam = p[5 + 3 * k], torch.sigmoid(p[6 + 3 * k])  # the anchor's second view, its share
+            eps = chord(ta) + (2 - chord(ta)) * torch.sigmoid(p[4 + 3 * k])  # in [D(a), 2]
+            mu = [alpha * ((1 - lam) * unit(torch.tensor(0.0, dtype=DT)) + lam * unit(ta))
+                  + beta / 8 * unit(ta) + beta * 7 / 8 * unit(tb) + gamma / 2 * (unit(tc) + unit(tc2))]
+            r_eps = w[0] * (beta * (chord(tb - ta) > eps) + gamma * (chord(tc - tc2) > eps))
             for ell in range(1, k):
                 phi, psi = p[5 + k + ell], p[4 + 2 * k + ell]
                 mu.append((unit(phi) + unit(phi + psi)) / 2)
@@ -739,3 +750,4 @@ def test_adversarial_configurations_match_a_loop_over_configurations():
             assert float(margin[i]) == pytest.approx(float(threshold - inner), rel=1e-9, abs=1e-12)
             assert float(misclassified[i]) == pytest.approx(dist[0] - min(dist[1:]), abs=1e-12)
             assert bool(condition[i]) == (float(threshold - inner) > 0)
+            assert float(d_a[i]) == pytest.approx(chord(ta), abs=1e-14)
