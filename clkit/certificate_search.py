@@ -39,6 +39,8 @@ class AdversarialSearch(NamedTuple):
     best_score: float
     epsilon_coefficient: float = 2.0
     max_anchor_spread: float = -math.inf  # largest D(a) among the violations
+    n_condition_stronger: int = 0  # configurations meeting the book's stronger condition
+    n_violations_stronger: int = 0  # ... with a misclassified (0 if the proposition is right)
 
 
 def _chord(angle: torch.Tensor) -> torch.Tensor:
@@ -47,10 +49,14 @@ def _chord(angle: torch.Tensor) -> torch.Tensor:
 
 def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: int, r_coefficient: float,
                                 epsilon_coefficient: float = 2.0
-                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Evaluate the configurations ``params`` (see :func:`theorem1_adversarial_search`).
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                           torch.Tensor]:
+    r"""Evaluate the configurations ``params`` (see :func:`theorem1_adversarial_search`).
 
-    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin, D(a))``.
+    Returns ``(condition, misclassified margin of the certified input a, rho, condition margin, D(a),
+    stronger)``, ``stronger`` the book's stronger condition: :math:`\rho_\star=\rho_{\max}^{(2)}/2\le\frac12`
+    and :math:`\max_{k\ne\ell}\mu_k^\top\mu_\ell<1-\rho_\star-\sqrt{2\rho_\star}` (true :math:`\varepsilon`, no
+    :math:`\Delta_\mu`).
     Each parameter is a row of the transpose of ``params`` (the reductions run over rows).
     """
     k = n_classes
@@ -90,7 +96,10 @@ def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: i
     dist_0 = (1 - mu0_x).pow(2) + mu0_y.pow(2)
     dist_other = (1 - other_x).pow(2) + other_y.pow(2)
     misclassified = dist_0 - dist_other.min(dim=1).values
-    return margin > 0, misclassified, rho, margin, d_a
+    rho_star = rho_max(sigma, r_eps.clamp(0, 1), weights.min(dim=0).values, 1.0, epsilon, r_coefficient=2) / 2
+    stronger = (divergence_threshold(rho_star, 0.0, 1.0) > _max_off_diagonal_inner(centres)) \
+        & (rho_star <= SLIDES_RHO_LIMIT)
+    return margin > 0, misclassified, rho, margin, d_a, stronger
 
 
 def theorem1_adversarial_search(n_configurations: int, generator: torch.Generator, *, r_coefficient: float,
@@ -124,7 +133,10 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
         Counts over all evaluated configurations: where the condition holds, violations, violations
         with :math:`\rho_{\max}\le 1/2`; the largest :math:`\rho_{\max}` with the condition; the
         *closest approach*, the largest :math:`\|f(a)-\mu_0\|^2-\min_{\ell}\|f(a)-\mu_\ell\|^2`
-        where the condition holds (positive: a violation); the best score.
+        where the condition holds (positive: a violation); the best score; the largest :math:`D(a)`
+        among the violations; how many configurations meet the book's stronger condition
+        (:math:`\rho_\star=\rho_{\max}^{(2)}/2\le\frac12`, no :math:`\Delta_\mu`, the slides' coefficient of
+        :math:`\varepsilon`) and how many of those have *a* misclassified (0 if that proposition holds).
 
     Raises:
         ValueError: for invalid sizes or a negative coefficient.
@@ -140,7 +152,7 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     device = generator.device
     size = max(20, n_configurations // n_restarts)
     keep = max(1, size // 20)
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0, 0]
     max_rho, best, closest, max_spread = -math.inf, -math.inf, -math.inf, -math.inf
     # independent populations, evolved side by side: (restarts, size, dim)
     # random draws in float32, evaluated in ``dtype``
@@ -150,14 +162,15 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     params = noise(n_restarts, size, dim) * 2
     odd = (torch.arange(n_restarts, device=device) % 2 == 1)[:, None]
     for round_ in range(n_rounds + 1):
-        condition, misclassified, rho, margin, d_a = _adversarial_configurations(params.reshape(-1, dim), n_classes,
-                                                                           n_views, r_coefficient,
-                                                                           epsilon_coefficient)
+        condition, misclassified, rho, margin, d_a, stronger = _adversarial_configurations(
+            params.reshape(-1, dim), n_classes, n_views, r_coefficient, epsilon_coefficient)
         violation = condition & (misclassified > 0)
         totals[0] += condition.numel()
         totals[1] += int(condition.sum())
         totals[2] += int(violation.sum())
         totals[3] += int((violation & (rho <= SLIDES_RHO_LIMIT)).sum())
+        totals[4] += int(stronger.sum())
+        totals[5] += int((stronger & (misclassified > 0)).sum())
         if bool(violation.any()):
             max_spread = max(max_spread, float(d_a[violation].max()))
         if bool(condition.any()):
@@ -179,5 +192,6 @@ def theorem1_adversarial_search(n_configurations: int, generator: torch.Generato
     return AdversarialSearch(r_coefficient=r_coefficient, n_evaluated=totals[0], n_condition=totals[1],
                              n_violations=totals[2], n_violations_rho_le_half=totals[3],
                              max_rho_with_condition=max_rho, closest_approach=closest, best_score=best,
-                             epsilon_coefficient=epsilon_coefficient, max_anchor_spread=max_spread)
+                             epsilon_coefficient=epsilon_coefficient, max_anchor_spread=max_spread,
+                             n_condition_stronger=totals[4], n_violations_stronger=totals[5])
 

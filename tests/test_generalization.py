@@ -723,7 +723,7 @@ def test_adversarial_configurations_match_a_loop_over_configurations():
     gen = torch.Generator().manual_seed(4)
     for k in (2, 3):
         params = 2 * torch.randn(50, 7 + 3 * k, generator=gen, dtype=DT)
-        condition, misclassified, rho, margin, d_a = _adversarial_configurations(params, k, 8, 1.0)
+        condition, misclassified, rho, margin, d_a, stronger = _adversarial_configurations(params, k, 8, 1.0)
         for i in range(50):
             p = params[i]
             alpha, beta, gamma = p[0:3].softmax(0)
@@ -751,3 +751,6 @@ def test_adversarial_configurations_match_a_loop_over_configurations():
             assert float(misclassified[i]) == pytest.approx(dist[0] - min(dist[1:]), abs=1e-12)
             assert bool(condition[i]) == (float(threshold - inner) > 0)
             assert float(d_a[i]) == pytest.approx(chord(ta), abs=1e-14)
+            rho_star = (1 - alpha - beta) + r_eps / w.min() + (alpha + beta) * eps  # the book's rho*
+            star = float(rho_star) <= 0.5 and 1 - float(rho_star) - math.sqrt(2 * float(rho_star)) > inner
+            assert bool(stronger[i]) == star
