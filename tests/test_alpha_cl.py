@@ -521,6 +521,37 @@ def test_relu_gaussian_moments_match_scipy_quadrature():
         assert m2 == pytest.approx(q2, rel=1e-9, abs=1e-12)
 
 
+def test_relu_gaussian_moments_left_tail_match_mpmath():
+    # the direct formulas cancel for z < 0 (z = -8: m1 off by 120 %, m2 < 0; z = -25: m1 600x)
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    cases = [(-8.0, 1.0), (-10.0, 1.0), (-25.0, 1.0), (-5.0, 0.4), (-37.0, 1.0), (-9.1, 2.0)]
+    means = torch.tensor([a * s for a, s in cases], dtype=DTYPE)
+    stds = torch.tensor([s for _, s in cases], dtype=DTYPE)
+    first, second = clkit.relu_gaussian_moments(means, stds)
+    for (z, s), m1, m2 in zip(cases, first.tolist(), second.tolist()):
+        # the integrals themselves, not the closed form: int_0^inf u^n N(u; a, s^2) du with
+        # u = s y / x (x = -z > 0) is s^n phi(x) x^-(n+1) int_0^inf y^n exp(-y - y^2/2x^2) dy
+        x = mp.mpf(-z)
+        q1, q2 = (s**n * mp.npdf(x) / x ** (n + 1)
+                  * mp.quad(lambda y: y**n * mp.exp(-y - y * y / (2 * x * x)), [0, 1, 10, mp.inf])
+                  for n in (1, 2))
+        assert m1 == pytest.approx(float(q1), rel=1e-11, abs=0)
+        assert m2 == pytest.approx(float(q2), rel=1e-11, abs=0)
+
+
+def test_relu_gaussian_moments_variance_non_negative_every_z_and_dtype():
+    for dtype in (torch.float64, torch.float32):
+        z = torch.linspace(-60.0, 60.0, 24_001, dtype=dtype)
+        first, second = clkit.relu_gaussian_moments(z, 1.0)
+        assert bool((first >= 0).all()) and bool((second >= first * first).all())
+        assert first.dtype == dtype and second.dtype == dtype
+    # the right tail: m1 -> a, m2 - m1^2 -> s^2
+    first, second = clkit.relu_gaussian_moments(torch.tensor([12.0], dtype=DTYPE), 1.0)
+    assert float(first) == pytest.approx(12.0, rel=1e-15)
+    assert float(second - first * first) == pytest.approx(1.0, rel=1e-12)
+
+
 def test_relu_gaussian_moments_monte_carlo_and_float_std():
     gen = _gen(3)
     u = 0.4 + 1.3 * torch.randn(400_000, dtype=DTYPE, generator=gen)
