@@ -72,6 +72,34 @@ def _relu_mean_no_noise_term(original: Callable[..., Any]) -> Callable[..., Any]
     return wrong
 
 
+def _relu_second_moment_without(term: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def plant(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def wrong(mean: Any, std: Any) -> Any:
+            import torch
+
+            first, second = original(mean, std)
+            s = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
+            z = mean / s
+            if term == "s2Phi":  # the mistake: E relu(u)^2 = a^2 Phi + a s phi
+                return first, second - s * s * torch.special.ndtr(z)
+            # the mistake: E relu(u)^2 = (a^2 + s^2) Phi, the a s phi term dropped
+            return first, second - mean * s * torch.exp(-0.5 * z * z) / (2 * torch.pi) ** 0.5
+
+        return wrong
+
+    return plant
+
+
+def _uniform_mean_no_finite_n(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrong(v_conditional_mean: Any, v_total: Any, n: Any) -> Any:
+        original(v_conditional_mean, v_total, n)  # same argument checks
+        return v_conditional_mean  # the mistake: E C_N = V[E[x|x0]], the -V[x]/N dropped
+
+    return wrong
+
+
 def _population_uncentred(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrong(means: Any, probs: Any, kernel: Any = None) -> Any:
@@ -112,4 +140,16 @@ PLANTED: list[PlantedError] = [
                  "clkit.alpha_cl.pattern_population_matrix",
                  "uniform-alpha A(w) without centring the gated means (alpha-CL roughness)",
                  _population_uncentred),
+    PlantedError("07-relu-m2-no-s2Phi", "07_real_data",
+                 "clkit.alpha_cl.relu_gaussian_moments",
+                 "rectified-Gaussian second moment without its s^2 Phi(a/s) term (alpha-CL "
+                 "check of E C_N on digits)", _relu_second_moment_without("s2Phi")),
+    PlantedError("07-relu-m2-no-asphi", "07_real_data",
+                 "clkit.alpha_cl.relu_gaussian_moments",
+                 "rectified-Gaussian second moment without its a s phi(a/s) term (alpha-CL "
+                 "check of E C_N at N = 1)", _relu_second_moment_without("asphi")),
+    PlantedError("07-uniform-mean-no-V-over-N", "07_real_data",
+                 "clkit.alpha_cl.uniform_alpha_expected_covariance",
+                 "E C_N for uniform alpha without its -V[x]/N term (alpha-CL check of E C_N "
+                 "on digits)", _uniform_mean_no_finite_n),
 ]
