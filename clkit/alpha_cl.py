@@ -1038,7 +1038,12 @@ def pattern_population_matrix(
     if not isinstance(kernel, torch.Tensor) or kernel.shape[-2:] != (g, g):
         raise ValueError(f"kernel must have shape (..., {g}, {g}), got {tuple(getattr(kernel, 'shape', ()))}")
     check_finite("kernel", kernel)
-    omega = probs[:, None] * probs[None, :] * kernel.to(means.dtype)
-    omega = 0.5 * (omega + omega.transpose(-1, -2))
-    laplacian = torch.diag_embed(omega.sum(-1)) - omega
-    return means.transpose(-1, -2) @ laplacian @ means
+    kernel = kernel.to(means.dtype)
+    # M^T diag(Omega 1) M - M^T Omega M with Omega = sym(diag(p) kappa diag(p)), without
+    # forming Omega: its row sums are p (kappa p + kappa^T p) / 2 and M^T Omega M is the
+    # symmetric part of (p M)^T kappa (p M)
+    degree = 0.5 * probs * (kernel @ probs + probs @ kernel)
+    weighted = means * probs[:, None]
+    cross = weighted.transpose(-1, -2) @ (kernel @ weighted)
+    return ((means * degree[..., None]).transpose(-1, -2) @ means
+            - 0.5 * (cross + cross.transpose(-1, -2)))
