@@ -23,7 +23,8 @@ from .generalization import (
     rho_max,
 )
 
-__all__ = ["AdversarialSearch", "theorem1_adversarial_search"]
+__all__ = ["AdversarialSearch", "ConfigurationEvaluation", "evaluate_adversarial_configurations",
+           "theorem1_adversarial_search"]
 
 
 class AdversarialSearch(NamedTuple):
@@ -41,6 +42,17 @@ class AdversarialSearch(NamedTuple):
     max_anchor_spread: float = -math.inf  # largest D(a) among the violations
     n_condition_stronger: int = 0  # configurations meeting the book's stronger condition
     n_violations_stronger: int = 0  # ... with a misclassified (0 if the proposition is right)
+
+
+class ConfigurationEvaluation(NamedTuple):
+    """Per-configuration outcome of :func:`evaluate_adversarial_configurations` (tensors of shape ``(n,)``)."""
+
+    condition: torch.Tensor  # bool: the condition of eq. condition holds (margin > 0)
+    misclassified_margin: torch.Tensor  # ||f(a) - mu_0||^2 - min_l ||f(a) - mu_l||^2 (> 0: a misclassified)
+    rho: torch.Tensor  # rho_max with the coefficients c and e
+    condition_margin: torch.Tensor  # threshold of eq. condition minus max_{k != l} mu_k . mu_l
+    anchor_spread: torch.Tensor  # D(a)
+    stronger: torch.Tensor  # bool: the condition of the book's stronger proposition holds
 
 
 def _chord(angle: torch.Tensor) -> torch.Tensor:
@@ -100,6 +112,39 @@ def _adversarial_configurations(params: torch.Tensor, n_classes: int, n_views: i
     stronger = (divergence_threshold(rho_star, 0.0, 1.0) > _max_off_diagonal_inner(centres)) \
         & (rho_star <= SLIDES_RHO_LIMIT)
     return margin > 0, misclassified, rho, margin, d_a, stronger
+
+
+def evaluate_adversarial_configurations(params: torch.Tensor, *, n_classes: int, n_views: int,
+                                        r_coefficient: float = 1.0, epsilon_coefficient: float = 2.0
+                                        ) -> ConfigurationEvaluation:
+    r"""Evaluate explicit configurations of :func:`theorem1_adversarial_search`, exactly.
+
+    Row ``i`` of ``params`` (shape ``(n, 7 + 3K)``, ``K = n_classes``) is one configuration in the
+    search's parametrisation: log-masses of the inputs a, b, c of class 0 (softmax); log class weights
+    (softmax); the angles :math:`\theta_b, \theta_c, \theta_{c'}`; the angles :math:`\phi_\ell` and
+    spreads :math:`\psi_\ell` of the other classes; the logit of :math:`\varepsilon` in
+    :math:`[D(a), 2]`; :math:`\theta_a`; the logit of the fraction :math:`\lambda` of a's views at
+    :math:`\theta_a`. :math:`\rho_{\max}` is eq. (rho) with :math:`c` in front of
+    :math:`R_\varepsilon/\min_\ell p_\ell` and :math:`e\,\sigma\varepsilon/r` for
+    :math:`2\sigma\varepsilon/r` (``r = 1``).
+
+    Returns:
+        A :class:`ConfigurationEvaluation`; a row with ``condition`` true and ``misclassified_margin > 0``
+        violates the certificate with these coefficients.
+
+    Raises:
+        ValueError: if ``params`` is not a floating ``(n, 7 + 3K)`` tensor, or a count or coefficient is
+            invalid.
+    """
+    n_classes = _check_int("n_classes", n_classes, 2)
+    n_views = _check_int("n_views", n_views, 2)
+    r_coefficient = check_nonnegative("r_coefficient", r_coefficient)
+    epsilon_coefficient = check_nonnegative("epsilon_coefficient", epsilon_coefficient)
+    if params.ndim != 2 or params.shape[1] != 7 + 3 * n_classes or not params.is_floating_point():
+        raise ValueError(f"params must be a floating (n, {7 + 3 * n_classes}) tensor, "
+                         f"got {tuple(params.shape)} {params.dtype}")
+    return ConfigurationEvaluation(*_adversarial_configurations(
+        params, n_classes, n_views, r_coefficient, epsilon_coefficient))
 
 
 def theorem1_adversarial_search(n_configurations: int, generator: torch.Generator, *, r_coefficient: float,

@@ -754,3 +754,22 @@ def test_adversarial_configurations_match_a_loop_over_configurations():
             rho_star = (1 - alpha - beta) + r_eps / w.min() + (alpha + beta) * eps  # the book's rho*
             star = float(rho_star) <= 0.5 and 1 - float(rho_star) - math.sqrt(2 * float(rho_star)) > inner
             assert bool(stronger[i]) == star
+
+
+def test_evaluate_adversarial_configurations_on_an_explicit_instance():
+    """The review's e = 1.05 instance (M = 64): condition holds at e = 1.05, not at e = 2; a misclassified."""
+    from clkit import evaluate_adversarial_configurations
+    th, alpha = 0.6678767566, 1e-3
+    params = torch.tensor([[math.log(alpha), math.log(1 - alpha), -27.6, 0.0, 0.0, 2 * th, 0.0, 0.0,
+                            -1.321299304, 0.0, -40.0, th, 0.0]], dtype=torch.float64)
+    low = evaluate_adversarial_configurations(params, n_classes=2, n_views=64, epsilon_coefficient=1.05)
+    slides = evaluate_adversarial_configurations(params, n_classes=2, n_views=64)
+    assert bool(low.condition[0]) and float(low.misclassified_margin[0]) > 1e-3
+    assert not bool(slides.condition[0])
+    assert float(low.anchor_spread[0]) == pytest.approx(2 * math.sin(th / 2), abs=1e-15)
+    # rho = 2 (1 - sigma) + R / min p + e sigma eps with sigma = 1 - gamma ~ 1, R = 0, eps = D(a)
+    assert float(low.rho[0]) == pytest.approx(1.05 * float(low.anchor_spread[0]), rel=1e-9)
+    with pytest.raises(ValueError, match="params"):
+        evaluate_adversarial_configurations(params[:, :10], n_classes=2, n_views=64)
+    with pytest.raises(ValueError, match="n_views"):
+        evaluate_adversarial_configurations(params, n_classes=2, n_views=1)
