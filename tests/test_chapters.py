@@ -52,3 +52,27 @@ def test_every_figure_fits_its_canvas(built_book: BookBuild):
     assert len(records) >= 2 * len(CHAPTERS), f"only {len(records)} figures were measured"
     over = [r for r in records if r["overflow_in"] > r["tolerance_in"]]
     assert not over, "figures sticking out of their canvas:\n" + "\n".join(map(str, over))
+
+
+@pytest.mark.chapter
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_executed_notebooks_carry_their_outputs(stem: str, built_book: BookBuild):
+    """The executed chapter the build writes (read by the page's .ipynb download, the notebook zip
+    and scripts/sync_notebooks.py) holds the outputs of its run, its claims table included: with
+    the chapters executed through jupyter-cache, myst-nb alone would write them without outputs."""
+    import io
+    import zipfile
+
+    import nbformat
+
+    executed = built_book.output / "_build" / "jupyter_execute" / "chapters" / f"{stem}.ipynb"
+    zipped = zipfile.ZipFile(built_book.html / "clbook-notebooks.zip")
+    name = next(n for n in zipped.namelist() if n.endswith(f"/{stem}.ipynb"))
+    for source, text in ((executed, executed.read_text(encoding="utf-8")),
+                         (f"zip:{name}", zipped.read(name).decode("utf-8"))):
+        nb = nbformat.read(io.StringIO(text), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        with_output = sum(bool(c.get("outputs")) for c in code)
+        assert with_output >= 3, f"{source}: only {with_output} of {len(code)} code cells have outputs"
+        assert any("clkit-claims" in json.dumps(c.get("outputs", [])) for c in code[-3:]), (
+            f"{source}: no claims table among the last code cells' outputs")

@@ -17,6 +17,11 @@ myst-nb's ``is_myst_markdown_notebook`` and its resolved configuration ``env.mys
   oversubscribe the cores.
 * A notebook that fails in the parallel run fails the build here, with its traceback, when
   ``execute.raise_on_error`` is true (it would otherwise be executed a second time by myst-nb).
+* myst-nb writes the notebook it read, not the one it merged from the cache, to its output folder
+  (``_build/jupyter_execute/<page>.ipynb``: the download, the notebook zip and
+  ``scripts/sync_notebooks.py`` read it), so on ``env-updated`` this extension writes there the
+  cached run merged into the notebook (``merge_match_into_notebook``), outputs included, with the
+  glued outputs taken out as myst-nb takes them out (``extract_glue_data_cell``).
 * ``sphinx: config: clbook_parallel_execution: false`` (or ``$CLBOOK_PARALLEL_EXECUTION=0``)
   turns this off: myst-nb then executes each notebook as it reads it, as before. So does a
   machine with one core, and an execution mode other than ``cache``.
@@ -94,6 +99,8 @@ def execute_in_parallel(app: Sphinx, env: BuildEnvironment, docnames: list[str])
         return
     cache = get_cache(config.execution_cache_path)
     pks = [cache.add_nb_to_project(str(path), read_data=MYST_READER).pk for path in paths]
+    app.clbook_cached_notebooks = {  # type: ignore[attr-defined]
+        env.path2doc(str(path)): str(path) for path in paths}
     pending = cache.list_unexecuted(filter_pks=pks)
     if not pending:
         return
@@ -123,7 +130,32 @@ def execute_in_parallel(app: Sphinx, env: BuildEnvironment, docnames: list[str])
         )
 
 
+def write_executed_notebooks(app: Sphinx, env: BuildEnvironment) -> None:
+    """Write each notebook read from the cache, with its cached outputs, to myst-nb's output folder."""
+    pages = getattr(app, "clbook_cached_notebooks", None)
+    if not pages:
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    config = env.mystnb_config
+    cache = get_cache(config.execution_cache_path)
+    for docname, path in pages.items():
+        try:
+            _, merged = cache.merge_match_into_notebook(cache.get_project_notebook(path).nb)
+        except KeyError:  # not cached (failed, or executed by myst-nb itself): left as written
+            continue
+        for cell in merged.cells:
+            if cell.cell_type == "code":
+                extract_glue_data_cell(cell)  # as myst-nb does to the notebook it writes
+        target = Path(config.output_folder).joinpath(*docname.split("/")).with_suffix(".ipynb")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(nbformat.writes(merged), encoding="utf-8")
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     app.add_config_value("clbook_parallel_execution", True, "env", [bool])
     app.connect("env-before-read-docs", execute_in_parallel, priority=900)
+    app.connect("env-updated", write_executed_notebooks, priority=400)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
