@@ -98,7 +98,10 @@ PLANTED: list[PlantedError] = [
                  make=_threshold_without_sqrt),
     PlantedError(id="06-threshold-no-deficit", chapter="06_generalization",
                  target="clkit.generalization.divergence_threshold",
-                 description="condition without the Delta_mu / 2 term", make=_threshold_without_deficit),
+                 description=("condition without the Delta_mu / 2 term (true when rho* <= 1/2, the "
+                              "chapter's Proposition: 'caught' only because the search loses power "
+                              "at c = 0.7, not refuted)"),
+                 make=_threshold_without_deficit),
     PlantedError(id="06-bound-no-sigma", chapter="06_generalization",
                  target="clkit.generalization.theorem1_bound",
                  description="Err <= R_eps: the (1 - sigma) term of the bound dropped", make=_bound_without_sigma),
