@@ -187,14 +187,16 @@ def test_line_search_is_needed_and_used():
     assert float(result.x.abs().max()) < 1e-12
 
 
-def test_saddle_free_descends_from_near_a_saddle_like_scipy_trust_exact():
-    # f = x^4/4 - x^2/2 + y^2: saddle at 0, minima at (+-1, 0)
-    def vgh(v):
-        x, y = v[..., 0], v[..., 1]
-        g = torch.stack([x**3 - x, 2 * y], -1)
-        h = torch.diag_embed(torch.stack([3 * x**2 - 1, torch.full_like(y, 2.0)], -1))
-        return x**4 / 4 - x**2 / 2 + y**2, g, h
+def _saddle_vgh(v):
+    """f = x^4/4 - x^2/2 + y^2: saddle at 0, minima at (+-1, 0); value, gradient, Hessian."""
+    x, y = v[..., 0], v[..., 1]
+    g = torch.stack([x**3 - x, 2 * y], -1)
+    h = torch.diag_embed(torch.stack([3 * x**2 - 1, torch.full_like(y, 2.0)], -1))
+    return x**4 / 4 - x**2 / 2 + y**2, g, h
 
+
+def test_saddle_free_descends_from_near_a_saddle_like_scipy_trust_exact():
+    vgh = _saddle_vgh
     x0 = torch.tensor([0.05, 0.3], dtype=DT)
     result = damped_newton(vgh, x0, grad_tol=1e-12, saddle_free=True)
     ref = minimize(lambda v: float(vgh(torch.as_tensor(v))[0]), x0.numpy(),
@@ -211,12 +213,7 @@ def test_saddle_free_first_step_is_the_absolute_hessian_newton_step():
     # H = diag(3x^2 - 1, 2) has a negative eigenvalue; |H|^{-1} g is the saddle-free step
     # (Dauphin et al. 2014). Clamping the negative eigenvalue instead of taking |.| gives a
     # step of ~1e12 that the line search would cut to a different point.
-    def vgh(v):
-        x, y = v[..., 0], v[..., 1]
-        g = torch.stack([x**3 - x, 2 * y], -1)
-        h = torch.diag_embed(torch.stack([3 * x**2 - 1, torch.full_like(y, 2.0)], -1))
-        return x**4 / 4 - x**2 / 2 + y**2, g, h
-
+    vgh = _saddle_vgh
     x0 = torch.tensor([0.05, 0.3], dtype=DT)
     gx, hx = 0.05**3 - 0.05, 3 * 0.05**2 - 1
     expected = torch.tensor([0.05 - gx / abs(hx), 0.0], dtype=DT)  # full step passes Armijo
