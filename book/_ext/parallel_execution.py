@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from unittest import mock
 
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
@@ -71,21 +70,6 @@ def _notebooks(env: BuildEnvironment, docnames: list[str]) -> list[Path]:
     return sorted(paths, key=lambda p: p.stat().st_size, reverse=True)
 
 
-@contextmanager
-def _threads_per_kernel(threads: int) -> Iterator[None]:
-    """Set the BLAS/OpenMP thread count that the kernels started inside inherit."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def execute_in_parallel(app: Sphinx, env: BuildEnvironment, docnames: list[str]) -> None:
     """Run every notebook about to be read that has no cached run, in parallel (see module)."""
     if not _enabled(app, env):
@@ -112,7 +96,8 @@ def execute_in_parallel(app: Sphinx, env: BuildEnvironment, docnames: list[str])
     )
     start = time.perf_counter()
     executor = load_executor("local-parallel", cache=cache)
-    with _threads_per_kernel(max(1, cores // workers)):
+    threads = {name: str(max(1, cores // workers)) for name in THREAD_VARIABLES}
+    with mock.patch.dict(os.environ, threads):  # the kernels started inside inherit these
         result = executor.run_and_cache(
             filter_pks=[record.pk for record in pending],
             timeout=config.execution_timeout,
